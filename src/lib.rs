@@ -1,0 +1,18 @@
+//! runbook: operational playbooks for Docker stacks, scripted in Rhai.
+//!
+//! Data flows one way: CLI → playbook loader → engine → primitives → the world.
+//! The journal observes steps; it never drives them.
+
+pub mod atomic_file;
+pub mod cli;
+pub mod locations;
+pub mod engine;
+pub mod error;
+pub mod playbook;
+pub mod prims;
+pub mod run;
+pub mod sandbox;
+pub mod secrets;
+pub mod value;
+
+pub use error::{Error, ExitCode};

@@ -1,0 +1,15 @@
+//! The `runbook` binary: parse arguments, hand them to the library, map errors to exit codes.
+
+use clap::Parser;
+
+fn main() {
+    let cli = runbook::cli::Cli::parse();
+    let code = match runbook::cli::execute(cli) {
+        Ok(()) => runbook::ExitCode::Success,
+        Err(err) => {
+            eprintln!("{}", err.render());
+            err.exit_code()
+        }
+    };
+    std::process::exit(code as i32);
+}

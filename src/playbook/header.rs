@@ -1,0 +1,297 @@
+//! The playbook header: the leading `//!` lines of a playbook, readable without running it.
+//!
+//! ```text
+//! //! name: backup
+//! //! version: 1.2.0
+//! //! description: Back up every volume, database and container spec of a stack.
+//! //! destructive: false
+//! //! param stack: string required        -- compose project or runbook.stack label
+//! //! param backup_dir: path = "./backups" -- where backup sets are written
+//! //!
+//! //! Free text after a blank `//!` line is the playbook's longer description.
+//! ```
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// The type of a playbook parameter; `-p` values are parsed and checked against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    String,
+    Int,
+    Bool,
+    /// A filesystem path; relative values are resolved against the working directory and the
+    /// directory is added to the run's allowed roots.
+    Path,
+    /// `90`, `90s`, `5m`, `1h30m`; scripts see whole seconds.
+    Duration,
+    /// Comma-separated values or a JSON array; scripts see a list of strings.
+    List,
+    /// A reference to a secret: `env:NAME` or `file:PATH`, never the value itself (it would
+    /// show in `ps`). Scripts see a `Secret`.
+    Secret,
+}
+
+impl ParamType {
+    fn parse(word: &str) -> Option<Self> {
+        Some(match word {
+            "string" => ParamType::String,
+            "int" => ParamType::Int,
+            "bool" => ParamType::Bool,
+            "path" => ParamType::Path,
+            "duration" => ParamType::Duration,
+            "list" => ParamType::List,
+            "secret" => ParamType::Secret,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ParamType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = serde_json::to_value(self).ok();
+        f.write_str(name.as_ref().and_then(Value::as_str).unwrap_or("?"))
+    }
+}
+
+/// One declared parameter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Param {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ParamType,
+    pub required: bool,
+    /// The default as written in the header (a JSON literal or a bare word).
+    pub default: Option<String>,
+    pub help: String,
+}
+
+/// Everything `runbook list` and `runbook show` know about a playbook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Header {
+    pub name: String,
+    pub version: semver::Version,
+    pub description: String,
+    pub destructive: bool,
+    pub params: Vec<Param>,
+    /// The longer description after the fields.
+    pub details: String,
+}
+
+/// A header problem, with the 1-based line it was found on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeaderError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl Header {
+    /// Reads the header of a playbook's source text.
+    pub fn parse(source: &str) -> Result<Header, HeaderError> {
+        let mut fields = Fields::default();
+        let mut details = Vec::new();
+        let mut in_details = false;
+        let mut last_line = 0;
+        for (index, raw) in source.lines().enumerate() {
+            let line_no = index + 1;
+            let Some(text) = raw.trim_start().strip_prefix("//!") else {
+                if raw.trim().is_empty() && !fields.any() {
+                    continue;
+                }
+                break;
+            };
+            last_line = line_no;
+            let text = text.trim();
+            if in_details {
+                details.push(text);
+            } else if text.is_empty() {
+                in_details = fields.any();
+            } else {
+                fields.take(text).map_err(|message| HeaderError { line: line_no, message })?;
+            }
+        }
+        let missing = |what: &str| HeaderError {
+            line: last_line.max(1),
+            message: format!("the header has no `{what}:` line"),
+        };
+        let name = fields.name.ok_or_else(|| missing("name"))?;
+        let version = fields.version.ok_or_else(|| missing("version"))?;
+        let description = fields.description.ok_or_else(|| missing("description"))?;
+        Ok(Header {
+            name,
+            version,
+            description,
+            destructive: fields.destructive.unwrap_or(false),
+            params: fields.params,
+            details: details.join("\n").trim().to_string(),
+        })
+    }
+
+    /// The declared parameter of that name.
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    name: Option<String>,
+    version: Option<semver::Version>,
+    description: Option<String>,
+    destructive: Option<bool>,
+    params: Vec<Param>,
+}
+
+impl Fields {
+    fn any(&self) -> bool {
+        self.name.is_some() || self.version.is_some() || self.description.is_some()
+    }
+
+    fn take(&mut self, text: &str) -> Result<(), String> {
+        if let Some(rest) = text.strip_prefix("param ") {
+            let param = parse_param(rest.trim())?;
+            if self.params.iter().any(|p| p.name == param.name) {
+                return Err(format!("parameter `{}` is declared twice", param.name));
+            }
+            self.params.push(param);
+            return Ok(());
+        }
+        let (key, value) = text
+            .split_once(':')
+            .ok_or_else(|| format!("expected `key: value` in the header, found `{text}`"))?;
+        let value = value.trim();
+        match key.trim() {
+            "name" => {
+                if !is_identifier(value, true) {
+                    return Err(format!("playbook name `{value}` must be lowercase letters, digits and dashes"));
+                }
+                self.name = Some(value.to_string());
+            }
+            "version" => {
+                let v = semver::Version::parse(value)
+                    .map_err(|e| format!("version `{value}` is not semver (like 1.2.0): {e}"))?;
+                self.version = Some(v);
+            }
+            "description" => self.description = Some(value.to_string()),
+            "destructive" => {
+                self.destructive = Some(match value {
+                    "true" | "yes" => true,
+                    "false" | "no" => false,
+                    _ => return Err(format!("destructive must be true or false, found `{value}`")),
+                })
+            }
+            other => {
+                return Err(format!(
+                    "unknown header field `{other}` (known: name, version, description, \
+                     destructive, param; free text goes after a blank `//!` line)"
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_identifier(word: &str, dashes: bool) -> bool {
+    let mut chars = word.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (dashes && c == '-'))
+}
+
+/// `NAME: TYPE [required] [= DEFAULT] [-- help]`
+fn parse_param(text: &str) -> Result<Param, String> {
+    let (spec, help) = match text.split_once("--") {
+        Some((spec, help)) => (spec.trim(), help.trim()),
+        None => (text, ""),
+    };
+    let (name, spec) = spec
+        .split_once(':')
+        .ok_or_else(|| format!("expected `param NAME: TYPE`, found `param {text}`"))?;
+    let name = name.trim();
+    if !is_identifier(name, false) {
+        return Err(format!("parameter name `{name}` must be lowercase letters, digits and underscores"));
+    }
+    let (spec, default) = match spec.split_once('=') {
+        Some((spec, default)) => (spec.trim(), Some(default.trim().to_string())),
+        None => (spec.trim(), None),
+    };
+    let mut words = spec.split_whitespace();
+    let type_word = words.next().ok_or_else(|| format!("parameter `{name}` has no type"))?;
+    let kind = ParamType::parse(type_word).ok_or_else(|| {
+        format!("parameter `{name}`: unknown type `{type_word}` (string, int, bool, path, duration, list, secret)")
+    })?;
+    let mut required = false;
+    for word in words {
+        match word {
+            "required" => required = true,
+            other => return Err(format!("parameter `{name}`: unexpected `{other}` after the type")),
+        }
+    }
+    if required && default.is_some() {
+        return Err(format!("parameter `{name}` is required and has a default; choose one"));
+    }
+    let param = Param {
+        name: name.to_string(),
+        kind,
+        required,
+        default,
+        help: help.to_string(),
+    };
+    if let Some(default) = &param.default {
+        if kind == ParamType::Secret {
+            super::params::parse_secret_ref(&param.name, default)?;
+        } else {
+            super::params::parse_value(&param, default)
+                .map_err(|e| format!("default of {e}"))?;
+        }
+    }
+    Ok(param)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "//! name: backup\n//! version: 1.2.0\n//! description: Back up a stack.\n\
+        //! destructive: false\n//! param stack: string required -- the stack\n\
+        //! param backup_dir: path = \"./backups\" -- where sets go\n//! param keep: int = 7\n\
+        //!\n//! Longer text: with a colon.\n\nlet x = 1;\n";
+
+    #[test]
+    fn parses_fields_params_and_details() {
+        let h = Header::parse(GOOD).unwrap();
+        assert_eq!(h.name, "backup");
+        assert_eq!(h.version, semver::Version::new(1, 2, 0));
+        assert!(!h.destructive);
+        assert_eq!(h.params.len(), 3);
+        assert!(h.params[0].required);
+        assert_eq!(h.params[1].kind, ParamType::Path);
+        assert_eq!(h.params[1].default.as_deref(), Some("\"./backups\""));
+        assert_eq!(h.params[1].help, "where sets go");
+        assert_eq!(h.details, "Longer text: with a colon.");
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let src = "//! name: x\n//! version: 1.0\n//! description: d\n";
+        let err = Header::parse(src).unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.message.contains("semver"));
+
+        let src = "//! name: x\n//! version: 1.0.0\n//! description: d\n//! param n: strin\n";
+        let err = Header::parse(src).unwrap_err();
+        assert_eq!(err.line, 4);
+        assert!(err.message.contains("unknown type `strin`"));
+    }
+
+    #[test]
+    fn missing_fields_and_bad_defaults_are_refused() {
+        assert!(Header::parse("let x = 1;").unwrap_err().message.contains("`name:`"));
+        let src = "//! name: x\n//! version: 1.0.0\n//! description: d\n//! param n: int = abc\n";
+        assert!(Header::parse(src).unwrap_err().message.contains("default of"));
+        let src = "//! name: x\n//! version: 1.0.0\n//! description: d\n//! param n: int required = 3\n";
+        assert!(Header::parse(src).is_err());
+    }
+}

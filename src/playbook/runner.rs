@@ -1,0 +1,262 @@
+//! Running a playbook: bind parameters, open the journal, build the engine, evaluate, report.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rhai::{Dynamic, Map, Scope};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::journal::{self, Journal, RunRecord};
+use super::{params, Playbook, ParamType};
+use crate::engine::{self, diagnostics};
+use crate::error::{Error, Result};
+use crate::locations;
+use crate::run::{Action, Run, RunOptions, StepReport, Verdict};
+use crate::sandbox::Sandbox;
+
+/// What to run and how.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// A playbook name or path; with `resume`, defaults to the one that run used.
+    pub target: Option<String>,
+    /// `-p key=value` pairs as given.
+    pub params: Vec<(String, String)>,
+    pub options: RunOptions,
+    /// The id of an earlier run to finish.
+    pub resume: Option<String>,
+    /// Directories allowed beyond the defaults (`--allow-path`).
+    pub allow_paths: Vec<PathBuf>,
+    /// `print` goes to stderr (stdout is reserved for the JSON report).
+    pub print_to_stderr: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Failed,
+    Refused,
+    Interrupted,
+}
+
+/// Everything an operator (or a script reading `--json`) wants to know after a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub playbook: String,
+    pub version: String,
+    pub dry_run: bool,
+    pub outcome: Outcome,
+    pub duration_ms: u64,
+    pub steps: Vec<StepReport>,
+    /// Mutating actions in order: the plan in a dry run, what was done otherwise.
+    pub actions: Vec<Action>,
+    /// The playbook's final value.
+    pub result: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub journal: PathBuf,
+}
+
+/// Runs a playbook to its end. `Err` means it never started (usage, compile, parameters);
+/// a playbook that started and failed returns a report with that outcome.
+pub fn run(request: RunRequest) -> Result<RunReport> {
+    let started = Instant::now();
+    let (playbook, given, run_id, resumed, attempt) = prepare(&request)?;
+    let bound = params::bind(&playbook.header, &given).map_err(Error::Usage)?;
+
+    let sandbox = Sandbox::new(
+        [std::env::current_dir().unwrap_or_default(), locations::state_dir()]
+            .into_iter()
+            .chain(request.allow_paths.iter().cloned()),
+    );
+    let script_params = script_params(&playbook, &bound, &sandbox)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the async runtime", e))?;
+    let run = Run::new(run_id.clone(), request.options.clone(), sandbox, runtime.handle().clone(), None, resumed);
+    let engine = engine::build(&run, request.print_to_stderr);
+    let mut scope = Scope::new();
+    scope.push_constant("params", script_params);
+    scope.push_constant("run", run_info(&run, &playbook));
+    let file = playbook.file_name();
+    run.remember_source(&file, &playbook.source.text);
+    let mut ast = engine
+        .compile_with_scope(&scope, &playbook.source.text)
+        .map_err(|e| Error::Compile(diagnostics::render_parse(&file, &playbook.source.text, &e)))?;
+    ast.set_source(file.as_str());
+
+    let mut journal = Journal::open(&run_id)?;
+    journal
+        .record(
+            "run_start",
+            json!({
+                "run_id": run_id,
+                "attempt": attempt,
+                "playbook": playbook.header.name,
+                "version": playbook.header.version.to_string(),
+                "sha256": playbook.sha256,
+                "source": file,
+                "target": request.target.clone().unwrap_or_else(|| playbook.header.name.clone()),
+                "params": bound.values,
+                "given": given.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+                "dry_run": request.options.dry_run,
+            }),
+            true,
+        )
+        .map_err(|e| Error::io("cannot write the journal", e))?;
+    let journal_path = journal.path().clone();
+    run.attach_journal(journal);
+    watch_signals(&runtime, &run);
+
+    let evaluated = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
+    run.finish();
+    let steps = run.step_reports();
+    let (outcome, result, error) = match &evaluated {
+        Ok(value) => (Outcome::Success, crate::value::to_json(value), None),
+        Err(err) => {
+            let failed_step = steps
+                .iter()
+                .rev()
+                .take_while(|s| s.outcome == "failed" || s.outcome == "interrupted")
+                .last()
+                .map(|s| s.name.clone());
+            let outcome = match run.verdict() {
+                Some(Verdict::Refused(_)) => Outcome::Refused,
+                Some(Verdict::Interrupted) => Outcome::Interrupted,
+                Some(Verdict::TimedOut(_)) | None => Outcome::Failed,
+            };
+            let message = diagnostics::render_eval(&run, &file, err, failed_step.as_deref());
+            (outcome, Value::Null, Some(message))
+        }
+    };
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    run.journal(
+        "run_end",
+        json!({"outcome": outcome, "duration_ms": duration_ms, "error": error}),
+        true,
+    );
+    Ok(RunReport {
+        run_id,
+        playbook: playbook.header.name.clone(),
+        version: playbook.header.version.to_string(),
+        dry_run: request.options.dry_run,
+        outcome,
+        duration_ms,
+        steps,
+        actions: run.actions(),
+        result,
+        error,
+        journal: journal_path,
+    })
+}
+
+type Prepared = (Playbook, Vec<(String, String)>, String, BTreeMap<String, Value>, usize);
+
+/// Finds the playbook and, when resuming, checks the earlier run and takes its parameters.
+fn prepare(request: &RunRequest) -> Result<Prepared> {
+    let Some(resume_id) = &request.resume else {
+        let target = request
+            .target
+            .as_deref()
+            .ok_or_else(|| Error::Usage("name a playbook to run (see `runbook list`), or --resume RUN_ID".into()))?;
+        let playbook = Playbook::load(target)?;
+        let run_id = journal::new_run_id(&playbook.header.name);
+        return Ok((playbook, request.params.clone(), run_id, BTreeMap::new(), 1));
+    };
+    let record = RunRecord::load(resume_id)?;
+    if record.start["dry_run"] == true {
+        return Err(Error::Usage(format!("run {resume_id} was a dry run; it changed nothing, so there is nothing to resume")));
+    }
+    if record.outcome() == "success" {
+        return Err(Error::Usage(format!("run {resume_id} already succeeded; there is nothing to resume")));
+    }
+    let target = match &request.target {
+        Some(t) => t.clone(),
+        None => record.start["target"].as_str().unwrap_or_default().to_string(),
+    };
+    let playbook = Playbook::load(&target)?;
+    let recorded_sha = record.start["sha256"].as_str().unwrap_or_default();
+    if playbook.sha256 != recorded_sha {
+        return Err(Error::Refused(format!(
+            "playbook {} changed since run {resume_id} (sha256 {} then, {} now); a resume must run the same \
+             file: restore it, or start a new run",
+            playbook.file_name(),
+            short(recorded_sha),
+            short(&playbook.sha256)
+        )));
+    }
+    // The earlier parameters, overridden by any given now.
+    let mut given: Vec<(String, String)> = record.start["given"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|pair| Some((pair[0].as_str()?.to_string(), pair[1].as_str()?.to_string())))
+        .filter(|(k, _)| !request.params.iter().any(|(n, _)| n == k))
+        .collect();
+    given.extend(request.params.iter().cloned());
+    Ok((playbook, given, resume_id.clone(), record.completed, record.attempts + 1))
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+/// The `params` map scripts see: secrets resolved to `Secret`, paths allowed in the sandbox.
+fn script_params(playbook: &Playbook, bound: &params::Bound, sandbox: &Sandbox) -> Result<Map> {
+    let mut map = Map::new();
+    for (name, value) in &bound.values {
+        let kind = playbook.header.param(name).map(|p| p.kind);
+        let dynamic = match (kind, value) {
+            (Some(ParamType::Secret), Value::String(reference)) => {
+                Dynamic::from(params::resolve_secret(name, reference).map_err(Error::Usage)?)
+            }
+            (Some(ParamType::Path), Value::String(path)) => {
+                sandbox.allow(std::path::Path::new(path));
+                Dynamic::from(path.clone())
+            }
+            _ => crate::value::from_json(value),
+        };
+        map.insert(name.as_str().into(), dynamic);
+    }
+    Ok(map)
+}
+
+fn run_info(run: &Arc<Run>, playbook: &Playbook) -> Map {
+    let mut map = Map::new();
+    map.insert("id".into(), run.id.clone().into());
+    map.insert("dry_run".into(), run.options.dry_run.into());
+    map.insert("playbook".into(), playbook.header.name.clone().into());
+    map.insert("version".into(), playbook.header.version.to_string().into());
+    map
+}
+
+/// Ctrl-C and SIGTERM cancel the run: the script stops between operations, in-flight calls
+/// are abandoned, and the journal stays resumable.
+fn watch_signals(runtime: &tokio::runtime::Runtime, run: &Arc<Run>) {
+    let run = run.clone();
+    runtime.spawn(async move {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        crate::prims::log::emit(crate::prims::log::Level::Warn, "interrupted: stopping after the current call");
+        run.cancel();
+    });
+}
+
+/// Whether stdin is a terminal (confirmations can be asked).
+pub fn stdin_is_terminal() -> bool {
+    std::io::stdin().is_terminal()
+}

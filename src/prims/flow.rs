@@ -1,0 +1,109 @@
+//! Steps and confirmations: the global functions that give a playbook its shape.
+
+use std::io::{BufRead, Write};
+use std::time::Instant;
+
+use rhai::plugin::*;
+use rhai::FnPtr;
+
+use super::PrimResult;
+use crate::run::{Run, StepStart};
+
+fn step(ctx: &NativeCallContext, name: &str, body: &FnPtr) -> PrimResult<Dynamic> {
+    let run = Run::of(ctx);
+    run.check_stop()?;
+    if name.trim().is_empty() || name.contains('/') {
+        return Err(super::error(format!("step name `{name}` must be non-empty and contain no `/`")));
+    }
+    let key = match run.begin_step(name) {
+        StepStart::Resumed(result) => return Ok(crate::value::from_json(&result)),
+        StepStart::Fresh(key) => key,
+    };
+    let started = Instant::now();
+    let outcome = body.call_within_context::<Dynamic>(ctx, ());
+    run.end_step(&key, started, &outcome);
+    outcome
+}
+
+/// Reads one line from the terminal after showing a prompt on stderr.
+fn ask(prompt: &str) -> PrimResult<String> {
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(stderr, "{prompt}");
+    let _ = stderr.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| super::error(format!("cannot read the answer: {e}")))?;
+    Ok(answer.trim().to_string())
+}
+
+fn confirm(ctx: &NativeCallContext, question: &str) -> PrimResult<bool> {
+    let run = Run::of(ctx);
+    if run.options.dry_run {
+        run.mutate("confirm", format!("ask: {question}"));
+        return Ok(true);
+    }
+    if run.options.assume_yes {
+        super::log::emit(super::log::Level::Info, &format!("{question} yes (--yes)"));
+        return Ok(true);
+    }
+    if !run.options.interactive {
+        return Err(run.refuse(format!(
+            "needs confirmation: {question} No terminal to ask on; run with --yes to confirm"
+        )));
+    }
+    match ask(&format!("{question} [y/N] "))?.to_lowercase().as_str() {
+        "y" | "yes" => Ok(true),
+        _ => Err(run.refuse(format!("not confirmed: {question}"))),
+    }
+}
+
+fn confirm_typed(ctx: &NativeCallContext, question: &str, expected: &str) -> PrimResult<bool> {
+    let run = Run::of(ctx);
+    if run.options.dry_run {
+        run.mutate("confirm", format!("ask to type `{expected}`: {question}"));
+        return Ok(true);
+    }
+    if !run.options.interactive {
+        return Err(run.refuse(format!(
+            "needs confirmation: {question} Type `{expected}` on a terminal (--yes does not answer this one)"
+        )));
+    }
+    let answer = ask(&format!("{question}\nType `{expected}` to confirm: "))?;
+    if answer == expected {
+        Ok(true)
+    } else {
+        Err(run.refuse(format!("not confirmed: typed `{answer}`, expected `{expected}`")))
+    }
+}
+
+#[export_module]
+pub mod api {
+    /// Runs `body` (a closure: `|| { ... }`) as a named step: logged, timed and journaled with
+    /// its result. On `--resume`, a step that completed in an earlier attempt is skipped and
+    /// its recorded result returned, so pass data between steps by return value.
+    #[rhai_fn(return_raw)]
+    pub fn step(ctx: NativeCallContext, name: &str, body: FnPtr) -> Result<Dynamic, Box<EvalAltResult>> {
+        super::step(&ctx, name, &body)
+    }
+
+    /// Asks for confirmation before a destructive action: a y/N prompt on a terminal, `--yes`
+    /// answers it in scripts; with neither, the run is refused (exit 3) rather than hang.
+    #[rhai_fn(return_raw)]
+    pub fn confirm(ctx: NativeCallContext, question: &str) -> Result<bool, Box<EvalAltResult>> {
+        super::confirm(&ctx, question)
+    }
+
+    /// Asks the operator to type `expected` (e.g. the stack name) before a very destructive
+    /// action. `--yes` does not answer it; without a terminal the run is refused (exit 3).
+    #[rhai_fn(return_raw)]
+    pub fn confirm_typed(ctx: NativeCallContext, question: &str, expected: &str) -> Result<bool, Box<EvalAltResult>> {
+        super::confirm_typed(&ctx, question, expected)
+    }
+
+    /// True when this is a dry run (mutating primitives only record what they would do).
+    pub fn is_dry_run(ctx: NativeCallContext) -> bool {
+        Run::of(&ctx).options.dry_run
+    }
+}

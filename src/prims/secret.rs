@@ -1,0 +1,18 @@
+//! The `Secret` type as scripts see it: it prints as `***`, compares in constant time, and
+//! can be handed to primitives that deliver it safely.
+
+use rhai::{Engine, INT};
+
+use crate::secrets::{Secret, MASK};
+
+/// Registers the Secret type and its methods.
+pub fn register(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<Secret>("Secret")
+        .register_fn("to_string", |_: &mut Secret| MASK.to_string())
+        .register_fn("to_debug", |_: &mut Secret| format!("Secret({MASK})"))
+        .register_fn("len", |s: &mut Secret| INT::try_from(s.len()).unwrap_or(INT::MAX))
+        .register_fn("is_empty", |s: &mut Secret| s.is_empty())
+        .register_fn("==", |a: &mut Secret, b: Secret| a.matches(&b))
+        .register_fn("!=", |a: &mut Secret, b: Secret| !a.matches(&b));
+}
