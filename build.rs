@@ -14,12 +14,22 @@ fn main() {
             .unwrap_or_default();
         names.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "rhai"));
         names.sort();
-        writeln!(code, "pub const {}: &[(&str, &str)] = &[", dir.to_uppercase()).unwrap();
+        writeln!(
+            code,
+            "pub const {}: &[(&str, &str)] = &[",
+            dir.to_uppercase()
+        )
+        .unwrap();
         for path in names {
             let stem = path.file_stem().unwrap().to_string_lossy();
             let abs = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join(&path);
             println!("cargo:rerun-if-changed={}", path.display());
-            writeln!(code, "    ({stem:?}, include_str!({:?})),", abs.display().to_string()).unwrap();
+            writeln!(
+                code,
+                "    ({stem:?}, include_str!({:?})),",
+                abs.display().to_string()
+            )
+            .unwrap();
         }
         writeln!(code, "];").unwrap();
     }

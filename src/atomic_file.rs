@@ -17,7 +17,10 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Starts writing `target` with the given mode (e.g. 0o600 for secrets).
     pub fn create(target: &Path, mode: u32) -> io::Result<Self> {
-        let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let name = target
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
@@ -61,10 +64,16 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.as_mut().expect("file present until commit").write(buf)
+        self.file
+            .as_mut()
+            .expect("file present until commit")
+            .write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().expect("file present until commit").flush()
+        self.file
+            .as_mut()
+            .expect("file present until commit")
+            .flush()
     }
 }
 
@@ -95,7 +104,10 @@ mod tests {
         fs::write(&target, "old").unwrap();
         write(&target, b"new", 0o600).unwrap();
         assert_eq!(fs::read_to_string(&target).unwrap(), "new");
-        assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

@@ -5,9 +5,9 @@
 
 pub mod atomic_file;
 pub mod cli;
-pub mod locations;
 pub mod engine;
 pub mod error;
+pub mod locations;
 pub mod playbook;
 pub mod prims;
 pub mod run;

@@ -159,7 +159,10 @@ impl Run {
         let mut journal = lock(&self.journal);
         if let Some(j) = journal.as_mut() {
             if let Err(e) = j.record(event, fields, durable) {
-                log::emit(log::Level::Warn, &format!("journal {} not written: {e}", j.path().display()));
+                log::emit(
+                    log::Level::Warn,
+                    &format!("journal {} not written: {e}", j.path().display()),
+                );
                 *journal = None;
             }
         }
@@ -202,7 +205,10 @@ impl Run {
             if Instant::now() >= deadline {
                 let limit = self.options.timeout.unwrap_or_default();
                 self.set_verdict(Verdict::TimedOut(limit));
-                return Some(format!("stopped by --timeout after {}", humantime::format_duration(limit)));
+                return Some(format!(
+                    "stopped by --timeout after {}",
+                    humantime::format_duration(limit)
+                ));
             }
         }
         None
@@ -211,7 +217,10 @@ impl Run {
     /// Returns an error when the run must stop.
     pub fn check_stop(&self) -> Result<(), Box<EvalAltResult>> {
         match self.stop_reason() {
-            Some(reason) => Err(Box::new(EvalAltResult::ErrorTerminated(reason.into(), Position::NONE))),
+            Some(reason) => Err(Box::new(EvalAltResult::ErrorTerminated(
+                reason.into(),
+                Position::NONE,
+            ))),
             None => Ok(()),
         }
     }
@@ -237,7 +246,10 @@ impl Run {
         });
         outcome.ok_or_else(|| {
             let reason = self.stop_reason().unwrap_or_else(|| "interrupted".into());
-            Box::new(EvalAltResult::ErrorTerminated(format!("{what}: {reason}").into(), Position::NONE))
+            Box::new(EvalAltResult::ErrorTerminated(
+                format!("{what}: {reason}").into(),
+                Position::NONE,
+            ))
         })
     }
 
@@ -252,7 +264,10 @@ impl Run {
             detail: secrets::redact(&detail.into()),
         };
         if self.options.dry_run {
-            log::emit(log::Level::Plan, &format!("would {}: {}", entry.action, entry.detail));
+            log::emit(
+                log::Level::Plan,
+                &format!("would {}: {}", entry.action, entry.detail),
+            );
         }
         self.journal("action", json!(entry), false);
         lock(&self.actions).push(entry);
@@ -262,7 +277,9 @@ impl Run {
     /// For a mutating primitive that cannot say what it would do: refuses in a dry run.
     pub fn refuse_in_dry_run(&self, action: &str, why: &str) -> Result<(), Box<EvalAltResult>> {
         if self.options.dry_run {
-            return Err(self.refuse(format!("{action} cannot be planned in a dry run ({why}); run without --dry-run to act")));
+            return Err(self.refuse(format!(
+                "{action} cannot be planned in a dry run ({why}); run without --dry-run to act"
+            )));
         }
         Ok(())
     }
@@ -283,7 +300,13 @@ impl Run {
     /// Enters a step: decides from earlier attempts whether it runs, journals its start.
     pub fn begin_step(&self, name: &str) -> StepStart {
         let mut steps = lock(&self.steps);
-        let mut key = steps.stack.iter().map(String::as_str).chain([name]).collect::<Vec<_>>().join("/");
+        let mut key = steps
+            .stack
+            .iter()
+            .map(String::as_str)
+            .chain([name])
+            .collect::<Vec<_>>()
+            .join("/");
         let count = steps.seen.entry(key.clone()).or_insert(0);
         *count += 1;
         if *count > 1 {
@@ -299,7 +322,10 @@ impl Run {
                 error: None,
             });
             drop(steps);
-            log::emit(log::Level::Step, &format!("{name} (done by an earlier attempt, skipped)"));
+            log::emit(
+                log::Level::Step,
+                &format!("{name} (done by an earlier attempt, skipped)"),
+            );
             self.journal("step_skipped", json!({"key": key, "step": name}), false);
             return StepStart::Resumed(result.clone());
         }
@@ -311,15 +337,28 @@ impl Run {
     }
 
     /// Leaves a step, journaling its outcome and result.
-    pub fn end_step(&self, key: &str, started: Instant, outcome: &Result<Dynamic, Box<EvalAltResult>>) {
+    pub fn end_step(
+        &self,
+        key: &str,
+        started: Instant,
+        outcome: &Result<Dynamic, Box<EvalAltResult>>,
+    ) {
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut steps = lock(&self.steps);
         let name = steps.stack.pop().unwrap_or_default();
         let (label, result, error) = match outcome {
             Ok(value) => ("ok", crate::value::to_json(value), None),
             Err(err) => {
-                let label = if self.verdict() == Some(Verdict::Interrupted) { "interrupted" } else { "failed" };
-                (label, Value::Null, Some(secrets::redact(&crate::engine::diagnostics::message(err))))
+                let label = if self.verdict() == Some(Verdict::Interrupted) {
+                    "interrupted"
+                } else {
+                    "failed"
+                };
+                (
+                    label,
+                    Value::Null,
+                    Some(secrets::redact(&crate::engine::diagnostics::message(err))),
+                )
             }
         };
         steps.reports.push(StepReport {

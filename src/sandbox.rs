@@ -70,6 +70,12 @@ pub fn resolve(path: &Path) -> io::Result<PathBuf> {
     let mut existing = path.clone();
     let mut rest = Vec::new();
     while std::fs::symlink_metadata(&existing).is_err() {
+        if existing.ends_with("..") {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "`..` in a path that does not exist",
+            ));
+        }
         match (existing.file_name(), existing.parent()) {
             (Some(name), Some(parent)) => {
                 rest.push(name.to_os_string());
@@ -81,13 +87,22 @@ pub fn resolve(path: &Path) -> io::Result<PathBuf> {
     }
     let mut resolved = existing.canonicalize()?;
     for part in rest.iter().rev() {
-        if Path::new(part).components().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "`..` in a path that does not exist"));
+        if Path::new(part)
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "`..` in a path that does not exist",
+            ));
         }
         resolved.push(part);
     }
     if resolved.components().any(|c| c == Component::ParentDir) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "`..` in a path that does not exist"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "`..` in a path that does not exist",
+        ));
     }
     Ok(resolved)
 }
@@ -110,7 +125,10 @@ mod tests {
         std::fs::create_dir(dir.path().join("inside")).unwrap();
         let sandbox = Sandbox::new([dir.path().join("inside")]);
         let p = format!("{}/inside/../outside.txt", dir.path().display());
-        assert!(sandbox.check(&p).unwrap_err().contains("outside the allowed roots"));
+        assert!(sandbox
+            .check(&p)
+            .unwrap_err()
+            .contains("outside the allowed roots"));
         let p = format!("{}/inside/missing/../../x", dir.path().display());
         assert!(sandbox.check(&p).is_err());
     }

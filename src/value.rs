@@ -17,7 +17,9 @@ pub fn to_json(value: &Dynamic) -> Value {
     } else if let Ok(f) = value.as_float() {
         serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
     } else if value.is_string() {
-        Value::String(secrets::redact(&value.clone().into_string().unwrap_or_default()))
+        Value::String(secrets::redact(
+            &value.clone().into_string().unwrap_or_default(),
+        ))
     } else if value.is::<Secret>() {
         Value::String(secrets::MASK.to_string())
     } else if value.is_array() {
@@ -25,9 +27,16 @@ pub fn to_json(value: &Dynamic) -> Value {
         Value::Array(array.iter().map(to_json).collect())
     } else if value.is_map() {
         let map = value.read_lock::<Map>().expect("checked is_map");
-        Value::Object(map.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect())
+        Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.to_string(), to_json(v)))
+                .collect(),
+        )
     } else if value.is_blob() {
-        Value::String(format!("<{} bytes>", value.read_lock::<rhai::Blob>().map_or(0, |b| b.len())))
+        Value::String(format!(
+            "<{} bytes>",
+            value.read_lock::<rhai::Blob>().map_or(0, |b| b.len())
+        ))
     } else if value.is_char() {
         Value::String(value.as_char().map(String::from).unwrap_or_default())
     } else {
@@ -90,7 +99,10 @@ mod tests {
     #[test]
     fn secrets_inside_maps_are_masked() {
         let mut map = Map::new();
-        map.insert("password".into(), Dynamic::from(Secret::new("canary-in-map")));
+        map.insert(
+            "password".into(),
+            Dynamic::from(Secret::new("canary-in-map")),
+        );
         assert_eq!(
             to_json(&map.into()),
             serde_json::json!({"password": secrets::MASK})

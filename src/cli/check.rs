@@ -23,8 +23,13 @@ fn undeclared_params(playbook: &Playbook) -> Vec<(usize, usize, String)> {
         let mut offset = 0;
         while let Some(at) = rest.find("params.") {
             let before = code[..offset + at].chars().last();
-            let name: String = rest[at + 7..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') && playbook.header.param(&name).is_none() {
+            let name: String = rest[at + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                && playbook.header.param(&name).is_none()
+            {
                 found.push((line_no + 1, offset + at + 1, name.clone()));
             }
             offset += at + 7;
@@ -49,7 +54,9 @@ pub fn check_one(playbook: &Playbook, engine: &rhai::Engine) -> std::result::Res
             &playbook.source.text,
             line,
             col,
-            &format!("`params.{name}` is not declared in the header (add `//! param {name}: TYPE`)"),
+            &format!(
+                "`params.{name}` is not declared in the header (add `//! param {name}: TYPE`)"
+            ),
         ));
     }
     Ok(())
@@ -60,12 +67,25 @@ pub fn execute(args: CheckArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| Error::io("cannot start the async runtime", e))?;
-    let run = Run::new("check".into(), RunOptions { dry_run: true, ..RunOptions::default() }, Sandbox::default(), runtime.handle().clone(), None, Default::default());
+    let run = Run::new(
+        "check".into(),
+        RunOptions {
+            dry_run: true,
+            ..RunOptions::default()
+        },
+        Sandbox::default(),
+        runtime.handle().clone(),
+        None,
+        Default::default(),
+    );
     let engine = engine::build(&run, true);
     let sources: Vec<Result<crate::playbook::SourceFile>> = if args.playbooks.is_empty() {
         catalog::all_playbooks()
     } else {
-        args.playbooks.iter().map(|t| catalog::playbook(t)).collect()
+        args.playbooks
+            .iter()
+            .map(|t| catalog::playbook(t))
+            .collect()
     };
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -76,7 +96,12 @@ pub fn execute(args: CheckArgs) -> Result<()> {
             .map_err(|e| e.to_string())
             .and_then(|p| check_one(&p, &engine).map(|()| p));
         match outcome {
-            Ok(p) => println!("ok  {} v{} ({})", p.header.name, p.header.version, p.source.origin.describe()),
+            Ok(p) => println!(
+                "ok  {} v{} ({})",
+                p.header.name,
+                p.header.version,
+                p.source.origin.describe()
+            ),
             Err(message) => failures.push(message),
         }
     }

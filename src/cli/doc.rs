@@ -20,12 +20,20 @@ pub fn metadata() -> Result<Value> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| Error::io("cannot start the async runtime", e))?;
-    let run = Run::new("doc".into(), RunOptions::default(), Sandbox::default(), runtime.handle().clone(), None, Default::default());
+    let run = Run::new(
+        "doc".into(),
+        RunOptions::default(),
+        Sandbox::default(),
+        runtime.handle().clone(),
+        None,
+        Default::default(),
+    );
     let engine = engine::build(&run, true);
     let json = engine
         .gen_fn_metadata_to_json(false)
         .map_err(|e| Error::Failed(format!("cannot generate the reference: {e}")))?;
-    serde_json::from_str(&json).map_err(|e| Error::Failed(format!("cannot read the engine metadata: {e}")))
+    serde_json::from_str(&json)
+        .map_err(|e| Error::Failed(format!("cannot read the engine metadata: {e}")))
 }
 
 fn doc_text(function: &Value) -> String {
@@ -35,18 +43,53 @@ fn doc_text(function: &Value) -> String {
         .flatten()
         .filter_map(Value::as_str)
         .flat_map(|block| block.lines())
-        .map(|line| line.trim().trim_start_matches("///").trim_start_matches("/**").trim_end_matches("*/").trim())
+        .map(|line| {
+            line.trim()
+                .trim_start_matches("///")
+                .trim_start_matches("/**")
+                .trim_end_matches("*/")
+                .trim()
+        })
         .collect::<Vec<_>>()
         .join(" ")
         .trim()
         .to_string()
 }
 
+/// A signature in script terms: `read_text(path: string) -> string`, not Rust types.
+fn friendly(signature: &str) -> String {
+    let mut text = signature.to_string();
+    if let Some(start) = text.find("-> Result<") {
+        if let Some(inner) = text[start + 10..].strip_suffix(", Box<EvalAltResult>>") {
+            text = format!("{}-> {inner}", &text[..start]);
+        }
+    }
+    for (rust, script) in [
+        ("&mut ", ""),
+        ("&str", "string"),
+        ("ImmutableString", "string"),
+        ("String", "string"),
+        ("i64", "int"),
+        ("f64", "float"),
+        ("FnPtr", "closure"),
+        ("Dynamic", "any"),
+        ("Array", "list"),
+        ("Map", "map"),
+    ] {
+        text = text.replace(rust, script);
+    }
+    text.strip_suffix(" -> ()")
+        .map(str::to_string)
+        .unwrap_or(text)
+}
+
 fn render_functions(out: &mut String, prefix: &str, functions: &[Value]) {
-    let mut functions: Vec<&Value> = functions.iter().collect();
-    functions.sort_by_key(|f| (f["name"].as_str().unwrap_or("").to_string(), f["numParams"].as_u64()));
-    for f in functions {
-        let signature = f["signature"].as_str().unwrap_or("");
+    let mut functions: Vec<(String, &Value)> = functions
+        .iter()
+        .map(|f| (friendly(f["signature"].as_str().unwrap_or("")), f))
+        .collect();
+    functions.sort_by(|a, b| a.0.cmp(&b.0));
+    for (signature, f) in functions {
         out.push_str(&format!("- `{prefix}{signature}`"));
         let text = doc_text(f);
         if !text.is_empty() {
@@ -63,7 +106,11 @@ pub fn markdown(meta: &Value) -> String {
          functions; do not edit by hand.\n\n",
     );
     if let Some(functions) = meta["functions"].as_array() {
-        let documented: Vec<Value> = functions.iter().filter(|f| !doc_text(f).is_empty()).cloned().collect();
+        let documented: Vec<Value> = functions
+            .iter()
+            .filter(|f| !doc_text(f).is_empty())
+            .cloned()
+            .collect();
         out.push_str("## Global functions\n\n");
         render_functions(&mut out, "", &documented);
         out.push_str("\nThe `Secret` type prints as `***` everywhere; `len()`, `is_empty()`, `==` work on it.\n");
@@ -72,9 +119,19 @@ pub fn markdown(meta: &Value) -> String {
         for (name, module) in modules {
             out.push_str(&format!("\n## {name}\n\n"));
             if let Some(doc) = module["doc"].as_str().filter(|d| !d.is_empty()) {
-                out.push_str(&format!("{}\n\n", doc.lines().map(|l| l.trim_start_matches("//!").trim()).collect::<Vec<_>>().join(" ")));
+                out.push_str(&format!(
+                    "{}\n\n",
+                    doc.lines()
+                        .map(|l| l.trim_start_matches("//!").trim())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ));
             }
-            render_functions(&mut out, &format!("{name}::"), module["functions"].as_array().map_or(&[], |v| v.as_slice()));
+            render_functions(
+                &mut out,
+                &format!("{name}::"),
+                module["functions"].as_array().map_or(&[], |v| v.as_slice()),
+            );
         }
     }
     out

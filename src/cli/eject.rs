@@ -19,15 +19,27 @@ pub struct EjectArgs {
 
 /// Writes the built-in copy to `<to>/<name>.rhai`.
 pub fn execute(args: EjectArgs) -> Result<()> {
-    let text = catalog::builtin_playbook(&args.playbook)
-        .ok_or_else(|| Error::Usage(format!("no built-in playbook named `{}` (see `runbook list`)", args.playbook)))?;
+    let text = catalog::builtin_playbook(&args.playbook).ok_or_else(|| {
+        Error::Usage(format!(
+            "no built-in playbook named `{}` (see `runbook list`)",
+            args.playbook
+        ))
+    })?;
     let target = args.to.join(format!("{}.rhai", args.playbook));
     if target.exists() && !args.force {
-        return Err(Error::Refused(format!("{} already exists; pass --force to overwrite it", target.display())));
+        return Err(Error::Refused(format!(
+            "{} already exists; pass --force to overwrite it",
+            target.display()
+        )));
     }
-    std::fs::create_dir_all(&args.to).map_err(|e| Error::io(format!("cannot create {}", args.to.display()), e))?;
+    std::fs::create_dir_all(&args.to)
+        .map_err(|e| Error::io(format!("cannot create {}", args.to.display()), e))?;
     crate::atomic_file::write(&target, text.as_bytes(), 0o644)
         .map_err(|e| Error::io(format!("cannot write {}", target.display()), e))?;
-    println!("wrote {}; `runbook run {}` now uses it (the journal records its hash)", target.display(), args.playbook);
+    println!(
+        "wrote {}; `runbook run {}` now uses it (the journal records its hash)",
+        target.display(),
+        args.playbook
+    );
     Ok(())
 }

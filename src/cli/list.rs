@@ -38,8 +38,16 @@ pub fn list(args: ListArgs) -> Result<()> {
         super::print_json(&json!(list));
         return Ok(());
     }
-    let width = rows.iter().map(|p| p.header.name.len()).max().unwrap_or(4).max(4);
-    println!("{:width$}  {:8}  {:11}  {:10}  DESCRIPTION", "NAME", "VERSION", "DESTRUCTIVE", "ORIGIN");
+    let width = rows
+        .iter()
+        .map(|p| p.header.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:width$}  {:8}  {:11}  {:10}  DESCRIPTION",
+        "NAME", "VERSION", "DESTRUCTIVE", "ORIGIN"
+    );
     for p in &rows {
         println!(
             "{:width$}  {:8}  {:11}  {:10}  {}",
@@ -57,11 +65,20 @@ pub fn list(args: ListArgs) -> Result<()> {
 pub fn show(args: ShowArgs) -> Result<()> {
     let p = Playbook::load(&args.playbook)?;
     if args.json {
-        super::print_json(&json!({"header": p.header, "origin": p.source.origin, "sha256": p.sha256}));
+        super::print_json(
+            &json!({"header": p.header, "origin": p.source.origin, "sha256": p.sha256}),
+        );
         return Ok(());
     }
-    println!("{} v{}: {}", p.header.name, p.header.version, p.header.description);
-    println!("origin: {}   sha256: {}", p.source.origin.describe(), p.sha256);
+    println!(
+        "{} v{}: {}",
+        p.header.name, p.header.version, p.header.description
+    );
+    println!(
+        "origin: {}   sha256: {}",
+        p.source.origin.describe(),
+        p.sha256
+    );
     if p.header.destructive {
         println!("destructive: yes (asks for confirmation; --yes answers in scripts)");
     }
@@ -70,14 +87,26 @@ pub fn show(args: ShowArgs) -> Result<()> {
     }
     if !p.header.params.is_empty() {
         println!("\nparameters:");
-        let width = p.header.params.iter().map(|q| q.name.len()).max().unwrap_or(0);
+        let width = p
+            .header
+            .params
+            .iter()
+            .map(|q| q.name.len())
+            .max()
+            .unwrap_or(0);
         for q in &p.header.params {
             let default = match (&q.default, q.required) {
                 (_, true) => "required".to_string(),
                 (Some(d), _) => format!("default {d}"),
                 (None, _) => "optional".to_string(),
             };
-            println!("  -p {:width$}  {:8}  {:22}  {}", q.name, q.kind.to_string(), default, q.help);
+            println!(
+                "  -p {:width$}  {:8}  {:22}  {}",
+                q.name,
+                q.kind.to_string(),
+                default,
+                q.help
+            );
         }
     }
     Ok(())

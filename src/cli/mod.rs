@@ -5,8 +5,8 @@ mod check;
 mod doc;
 mod eject;
 mod list;
-mod runs;
 mod run;
+mod runs;
 
 use clap::{Parser, Subcommand};
 
@@ -72,7 +72,12 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Log(args) => runs::log(args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "runbook", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "runbook",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
     }
@@ -80,5 +85,8 @@ pub fn execute(cli: Cli) -> Result<()> {
 
 /// Prints a value as pretty JSON on stdout.
 fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        crate::secrets::redact(&serde_json::to_string_pretty(value).unwrap_or_default())
+    );
 }

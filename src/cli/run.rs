@@ -44,7 +44,8 @@ pub struct RunArgs {
 }
 
 fn parse_timeout(text: &str) -> std::result::Result<std::time::Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration like 30s or 10m: {e}"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like 30s or 10m: {e}"))
 }
 
 /// Runs the playbook, prints the report, and turns its outcome into the exit code.
@@ -102,13 +103,28 @@ fn print_human(report: &RunReport) {
         report.version,
         outcome.as_str().unwrap_or("?"),
         seconds(report.duration_ms),
-        if report.dry_run { " (dry run: nothing was changed)" } else { "" }
+        if report.dry_run {
+            " (dry run: nothing was changed)"
+        } else {
+            ""
+        }
     );
     if !report.steps.is_empty() {
-        let width = report.steps.iter().map(|s| s.key.len()).max().unwrap_or(4).max(4);
+        let width = report
+            .steps
+            .iter()
+            .map(|s| s.key.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         println!("  {:width$}  {:11}  {:>7}", "step", "outcome", "time");
         for step in &report.steps {
-            println!("  {:width$}  {:11}  {:>7}", step.key, step.outcome, seconds(step.duration_ms));
+            println!(
+                "  {:width$}  {:11}  {:>7}",
+                step.key,
+                step.outcome,
+                seconds(step.duration_ms)
+            );
         }
     }
     if report.dry_run {
@@ -117,12 +133,19 @@ fn print_human(report: &RunReport) {
         } else {
             println!("plan ({} changes):", report.actions.len());
             for (i, action) in report.actions.iter().enumerate() {
-                let step = if action.step.is_empty() { String::new() } else { format!("[{}] ", action.step) };
+                let step = if action.step.is_empty() {
+                    String::new()
+                } else {
+                    format!("[{}] ", action.step)
+                };
                 println!("  {:>3}. {step}{}: {}", i + 1, action.action, action.detail);
             }
         }
     }
     if !report.result.is_null() {
-        println!("result: {}", serde_json::to_string_pretty(&report.result).unwrap_or_default());
+        println!(
+            "result: {}",
+            serde_json::to_string_pretty(&report.result).unwrap_or_default()
+        );
     }
 }

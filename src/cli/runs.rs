@@ -28,15 +28,28 @@ pub struct LogArgs {
 pub fn runs(args: RunsArgs) -> Result<()> {
     let ids = journal::run_ids();
     let ids = &ids[ids.len().saturating_sub(args.last)..];
-    let records: Vec<Value> = ids.iter().filter_map(|id| RunRecord::load(id).ok()).map(|r| r.summary()).collect();
+    let records: Vec<Value> = ids
+        .iter()
+        .filter_map(|id| RunRecord::load(id).ok())
+        .map(|r| r.summary())
+        .collect();
     if args.json {
         super::print_json(&Value::Array(records));
         return Ok(());
     }
-    println!("{:40}  {:11}  {:8}  {:>8}  PLAYBOOK", "RUN", "OUTCOME", "ATTEMPTS", "TIME");
+    println!(
+        "{:40}  {:11}  {:8}  {:>8}  PLAYBOOK",
+        "RUN", "OUTCOME", "ATTEMPTS", "TIME"
+    );
     for r in &records {
-        let time = r["duration_ms"].as_u64().map_or("-".to_string(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
-        let outcome = format!("{}{}", r["outcome"].as_str().unwrap_or("?"), if r["dry_run"] == true { "*" } else { "" });
+        let time = r["duration_ms"]
+            .as_u64()
+            .map_or("-".to_string(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
+        let outcome = format!(
+            "{}{}",
+            r["outcome"].as_str().unwrap_or("?"),
+            if r["dry_run"] == true { "*" } else { "" }
+        );
         println!(
             "{:40}  {:11}  {:8}  {:>8}  {} v{}",
             r["run_id"].as_str().unwrap_or(""),
@@ -68,25 +81,46 @@ pub fn log(args: LogArgs) -> Result<()> {
                 event["playbook"].as_str().unwrap_or(""),
                 event["version"].as_str().unwrap_or(""),
                 event["attempt"],
-                event["sha256"].as_str().unwrap_or("").get(..12).unwrap_or(""),
-                if event["dry_run"] == true { " dry run" } else { "" },
+                event["sha256"]
+                    .as_str()
+                    .unwrap_or("")
+                    .get(..12)
+                    .unwrap_or(""),
+                if event["dry_run"] == true {
+                    " dry run"
+                } else {
+                    ""
+                },
                 event["params"]
             ),
             "step_start" => format!("step  {} started", event["key"].as_str().unwrap_or("")),
-            "step_skipped" => format!("step  {} skipped (done by an earlier attempt)", event["key"].as_str().unwrap_or("")),
+            "step_skipped" => format!(
+                "step  {} skipped (done by an earlier attempt)",
+                event["key"].as_str().unwrap_or("")
+            ),
             "step_end" => format!(
                 "step  {} {} in {} ms{}",
                 event["key"].as_str().unwrap_or(""),
                 event["outcome"].as_str().unwrap_or(""),
                 event["duration_ms"],
-                event["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default()
+                event["error"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
             ),
-            "action" => format!("      {}: {}", event["action"].as_str().unwrap_or(""), event["detail"].as_str().unwrap_or("")),
+            "action" => format!(
+                "      {}: {}",
+                event["action"].as_str().unwrap_or(""),
+                event["detail"].as_str().unwrap_or("")
+            ),
             "run_end" => format!(
                 "end   {} in {} ms{}",
                 event["outcome"].as_str().unwrap_or(""),
                 event["duration_ms"],
-                event["error"].as_str().map(|e| format!("\n{e}")).unwrap_or_default()
+                event["error"]
+                    .as_str()
+                    .map(|e| format!("\n{e}"))
+                    .unwrap_or_default()
             ),
             other => format!("{other} {event}"),
         };

@@ -87,7 +87,9 @@ pub fn render_eval(run: &Run, main_file: &str, err: &EvalAltResult, step: Option
     }
     let pos: Position = inner.position();
     match (pos.line(), run.source_text(file)) {
-        (Some(line), Some(source_text)) => render_at(file, &source_text, line, pos.position().unwrap_or(1), &text),
+        (Some(line), Some(source_text)) => {
+            render_at(file, &source_text, line, pos.position().unwrap_or(1), &text)
+        }
         _ => format!("error: {file}: {text}"),
     }
 }
@@ -98,7 +100,13 @@ mod tests {
 
     #[test]
     fn caret_points_at_the_column() {
-        let out = render_at("p.rhai", "let a = 1;\nlet b = c + 1;\n", 2, 9, "variable `c` is not defined");
+        let out = render_at(
+            "p.rhai",
+            "let a = 1;\nlet b = c + 1;\n",
+            2,
+            9,
+            "variable `c` is not defined",
+        );
         assert_eq!(
             out,
             "error: p.rhai:2:9: variable `c` is not defined\n  |\n2 | let b = c + 1;\n  |         ^"

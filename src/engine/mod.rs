@@ -47,7 +47,9 @@ pub fn build(run: &Arc<Run>, print_to_stderr: bool) -> Engine {
         }
     });
     engine.on_debug(|text, source, pos| {
-        let at = source.map(|s| format!("{s}:{pos}")).unwrap_or_else(|| pos.to_string());
+        let at = source
+            .map(|s| format!("{s}:{pos}"))
+            .unwrap_or_else(|| pos.to_string());
         eprintln!("debug {at}: {}", secrets::redact(text));
     });
     prims::register(&mut engine);

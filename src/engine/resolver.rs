@@ -32,12 +32,21 @@ impl ModuleResolver for StdlibResolver {
         path: &str,
         pos: Position,
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
-        if let Some(module) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+        if let Some(module) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+        {
             return Ok(module.clone());
         }
         let source = match catalog::module(path) {
             Some(Ok(source)) => source,
-            Some(Err(e)) => return Err(EvalAltResult::ErrorInModule(path.into(), e.to_string().into(), pos).into()),
+            Some(Err(e)) => {
+                return Err(
+                    EvalAltResult::ErrorInModule(path.into(), e.to_string().into(), pos).into(),
+                )
+            }
             None => return Err(EvalAltResult::ErrorModuleNotFound(path.into(), pos).into()),
         };
         let name = source.display_name("stdlib");

@@ -61,7 +61,8 @@ fn builtins(kind: &str) -> &'static [(&'static str, &'static str)] {
 }
 
 fn read(path: &Path, name: &str) -> Result<SourceFile> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
     Ok(SourceFile {
         name: name.to_string(),
         origin: Origin::File(path.to_path_buf()),
@@ -76,20 +77,25 @@ fn find(kind: &str, name: &str) -> Option<Result<SourceFile>> {
             return Some(read(&path, name));
         }
     }
-    builtins(kind).iter().find(|(n, _)| *n == name).map(|(n, text)| {
-        Ok(SourceFile {
-            name: n.to_string(),
-            origin: Origin::BuiltIn,
-            text: text.to_string(),
+    builtins(kind)
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, text)| {
+            Ok(SourceFile {
+                name: n.to_string(),
+                origin: Origin::BuiltIn,
+                text: text.to_string(),
+            })
         })
-    })
 }
 
 /// Finds a playbook by path or name.
 pub fn playbook(name_or_path: &str) -> Result<SourceFile> {
     let path = Path::new(name_or_path);
     if name_or_path.contains('/') || name_or_path.ends_with(".rhai") {
-        let stem = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        let stem = path
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
         return read(path, &stem);
     }
     find("playbooks", name_or_path).unwrap_or_else(|| {
@@ -107,7 +113,10 @@ pub fn module(name: &str) -> Option<Result<SourceFile>> {
 
 /// The built-in copy of a playbook, for `eject`.
 pub fn builtin_playbook(name: &str) -> Option<&'static str> {
-    embedded::PLAYBOOKS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+    embedded::PLAYBOOKS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
 }
 
 /// Every playbook visible by name, the winning copy of each, sorted by name.

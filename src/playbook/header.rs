@@ -110,7 +110,10 @@ impl Header {
             } else if text.is_empty() {
                 in_details = fields.any();
             } else {
-                fields.take(text).map_err(|message| HeaderError { line: line_no, message })?;
+                fields.take(text).map_err(|message| HeaderError {
+                    line: line_no,
+                    message,
+                })?;
             }
         }
         let missing = |what: &str| HeaderError {
@@ -166,7 +169,9 @@ impl Fields {
         match key.trim() {
             "name" => {
                 if !is_identifier(value, true) {
-                    return Err(format!("playbook name `{value}` must be lowercase letters, digits and dashes"));
+                    return Err(format!(
+                        "playbook name `{value}` must be lowercase letters, digits and dashes"
+                    ));
                 }
                 self.name = Some(value.to_string());
             }
@@ -180,7 +185,11 @@ impl Fields {
                 self.destructive = Some(match value {
                     "true" | "yes" => true,
                     "false" | "no" => false,
-                    _ => return Err(format!("destructive must be true or false, found `{value}`")),
+                    _ => {
+                        return Err(format!(
+                            "destructive must be true or false, found `{value}`"
+                        ))
+                    }
                 })
             }
             other => {
@@ -197,7 +206,9 @@ impl Fields {
 fn is_identifier(word: &str, dashes: bool) -> bool {
     let mut chars = word.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (dashes && c == '-'))
+        && chars.all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (dashes && c == '-')
+        })
 }
 
 /// `NAME: TYPE [required] [= DEFAULT] [-- help]`
@@ -211,14 +222,18 @@ fn parse_param(text: &str) -> Result<Param, String> {
         .ok_or_else(|| format!("expected `param NAME: TYPE`, found `param {text}`"))?;
     let name = name.trim();
     if !is_identifier(name, false) {
-        return Err(format!("parameter name `{name}` must be lowercase letters, digits and underscores"));
+        return Err(format!(
+            "parameter name `{name}` must be lowercase letters, digits and underscores"
+        ));
     }
     let (spec, default) = match spec.split_once('=') {
         Some((spec, default)) => (spec.trim(), Some(default.trim().to_string())),
         None => (spec.trim(), None),
     };
     let mut words = spec.split_whitespace();
-    let type_word = words.next().ok_or_else(|| format!("parameter `{name}` has no type"))?;
+    let type_word = words
+        .next()
+        .ok_or_else(|| format!("parameter `{name}` has no type"))?;
     let kind = ParamType::parse(type_word).ok_or_else(|| {
         format!("parameter `{name}`: unknown type `{type_word}` (string, int, bool, path, duration, list, secret)")
     })?;
@@ -226,11 +241,17 @@ fn parse_param(text: &str) -> Result<Param, String> {
     for word in words {
         match word {
             "required" => required = true,
-            other => return Err(format!("parameter `{name}`: unexpected `{other}` after the type")),
+            other => {
+                return Err(format!(
+                    "parameter `{name}`: unexpected `{other}` after the type"
+                ))
+            }
         }
     }
     if required && default.is_some() {
-        return Err(format!("parameter `{name}` is required and has a default; choose one"));
+        return Err(format!(
+            "parameter `{name}` is required and has a default; choose one"
+        ));
     }
     let param = Param {
         name: name.to_string(),
@@ -243,8 +264,7 @@ fn parse_param(text: &str) -> Result<Param, String> {
         if kind == ParamType::Secret {
             super::params::parse_secret_ref(&param.name, default)?;
         } else {
-            super::params::parse_value(&param, default)
-                .map_err(|e| format!("default of {e}"))?;
+            super::params::parse_value(&param, default).map_err(|e| format!("default of {e}"))?;
         }
     }
     Ok(param)
@@ -288,10 +308,17 @@ mod tests {
 
     #[test]
     fn missing_fields_and_bad_defaults_are_refused() {
-        assert!(Header::parse("let x = 1;").unwrap_err().message.contains("`name:`"));
+        assert!(Header::parse("let x = 1;")
+            .unwrap_err()
+            .message
+            .contains("`name:`"));
         let src = "//! name: x\n//! version: 1.0.0\n//! description: d\n//! param n: int = abc\n";
-        assert!(Header::parse(src).unwrap_err().message.contains("default of"));
-        let src = "//! name: x\n//! version: 1.0.0\n//! description: d\n//! param n: int required = 3\n";
+        assert!(Header::parse(src)
+            .unwrap_err()
+            .message
+            .contains("default of"));
+        let src =
+            "//! name: x\n//! version: 1.0.0\n//! description: d\n//! param n: int required = 3\n";
         assert!(Header::parse(src).is_err());
     }
 }

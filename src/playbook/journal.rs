@@ -25,7 +25,8 @@ impl Journal {
     /// Opens (creating if needed) the journal of `run_id` for appending.
     pub fn open(run_id: &str) -> Result<Journal> {
         let dir = locations::runs_dir().join(run_id);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create run directory {}", dir.display()), e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("cannot create run directory {}", dir.display()), e))?;
         let path = dir.join("journal.jsonl");
         let file = OpenOptions::new()
             .create(true)
@@ -46,7 +47,12 @@ impl Journal {
     pub fn record(&mut self, event: &str, mut fields: Value, durable: bool) -> std::io::Result<()> {
         if let Value::Object(map) = &mut fields {
             map.insert("event".into(), event.into());
-            map.insert("time".into(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into());
+            map.insert(
+                "time".into(),
+                chrono::Utc::now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    .into(),
+            );
         }
         let line = secrets::redact(&fields.to_string());
         self.file.write_all(line.as_bytes())?;
@@ -76,11 +82,16 @@ impl RunRecord {
     /// Reads the journal of `run_id`. A torn last line (the process was killed mid-write) is ignored.
     pub fn load(run_id: &str) -> Result<RunRecord> {
         if run_id.is_empty() || run_id.contains('/') || run_id.starts_with('.') {
-            return Err(Error::Usage(format!("`{run_id}` is not a run id (see `runbook runs`)")));
+            return Err(Error::Usage(format!(
+                "`{run_id}` is not a run id (see `runbook runs`)"
+            )));
         }
         let path = locations::runs_dir().join(run_id).join("journal.jsonl");
         let file = File::open(&path).map_err(|_| {
-            Error::Usage(format!("no run `{run_id}` in {} (see `runbook runs`)", locations::runs_dir().display()))
+            Error::Usage(format!(
+                "no run `{run_id}` in {} (see `runbook runs`)",
+                locations::runs_dir().display()
+            ))
         })?;
         let mut record = RunRecord {
             run_id: run_id.to_string(),
@@ -88,7 +99,9 @@ impl RunRecord {
         };
         for line in BufReader::new(file).lines() {
             let line = line.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-            let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
             match event["event"].as_str() {
                 Some("run_start") => {
                     record.attempts += 1;
@@ -99,7 +112,9 @@ impl RunRecord {
                 }
                 Some("step_end") if event["outcome"] == "ok" => {
                     if let Some(key) = event["key"].as_str() {
-                        record.completed.insert(key.to_string(), event["result"].clone());
+                        record
+                            .completed
+                            .insert(key.to_string(), event["result"].clone());
                     }
                 }
                 Some("run_end") => record.end = Some(event.clone()),
@@ -113,7 +128,10 @@ impl RunRecord {
     /// The outcome of the last attempt: `success`, `failed`, `refused`, `interrupted`, or
     /// `killed` when the journal stops without an end.
     pub fn outcome(&self) -> &str {
-        self.end.as_ref().and_then(|e| e["outcome"].as_str()).unwrap_or("killed")
+        self.end
+            .as_ref()
+            .and_then(|e| e["outcome"].as_str())
+            .unwrap_or("killed")
     }
 
     /// A one-line summary for `runbook runs`.

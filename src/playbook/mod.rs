@@ -33,10 +33,20 @@ impl Playbook {
     pub fn from_source(source: SourceFile) -> Result<Playbook> {
         let header = Header::parse(&source.text).map_err(|e| {
             let file = source.display_name("playbooks");
-            Error::Compile(crate::engine::diagnostics::render_at(&file, &source.text, e.line, 1, &e.message))
+            Error::Compile(crate::engine::diagnostics::render_at(
+                &file,
+                &source.text,
+                e.line,
+                1,
+                &e.message,
+            ))
         })?;
         let sha256 = hex::encode(Sha256::digest(source.text.as_bytes()));
-        Ok(Playbook { source, header, sha256 })
+        Ok(Playbook {
+            source,
+            header,
+            sha256,
+        })
     }
 
     /// The name errors and journals use for the file.

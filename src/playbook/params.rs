@@ -30,8 +30,15 @@ pub fn bind(header: &Header, given: &[(String, String)]) -> Result<Bound, String
     for (name, raw) in given {
         let param = header.param(name).ok_or_else(|| {
             let known: Vec<&str> = header.params.iter().map(|p| p.name.as_str()).collect();
-            let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-            format!("unknown parameter `{name}` for playbook `{}` (it takes: {known})", header.name)
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            };
+            format!(
+                "unknown parameter `{name}` for playbook `{}` (it takes: {known})",
+                header.name
+            )
         })?;
         let value = if param.kind == ParamType::Secret {
             Value::String(parse_secret_ref(name, raw)?)
@@ -46,7 +53,10 @@ pub fn bind(header: &Header, given: &[(String, String)]) -> Result<Bound, String
         }
         match &param.default {
             Some(default) if param.kind == ParamType::Secret => {
-                values.insert(param.name.clone(), Value::String(parse_secret_ref(&param.name, default)?));
+                values.insert(
+                    param.name.clone(),
+                    Value::String(parse_secret_ref(&param.name, default)?),
+                );
             }
             Some(default) => {
                 values.insert(param.name.clone(), parse_value(param, default)?);
@@ -69,9 +79,8 @@ pub fn bind(header: &Header, given: &[(String, String)]) -> Result<Bound, String
 /// are unquoted first.
 pub fn parse_value(param: &Param, raw: &str) -> Result<Value, String> {
     let text = unquote(raw);
-    let bad = |expected: &str| {
-        format!("parameter `{}` must be {expected}, got `{raw}`", param.name)
-    };
+    let bad =
+        |expected: &str| format!("parameter `{}` must be {expected}, got `{raw}`", param.name);
     Ok(match param.kind {
         ParamType::String => Value::String(text),
         ParamType::Int => Value::from(text.trim().parse::<i64>().map_err(|_| bad("an integer"))?),
@@ -88,23 +97,35 @@ pub fn parse_value(param: &Param, raw: &str) -> Result<Value, String> {
             let absolute = if path.is_absolute() {
                 path.to_path_buf()
             } else {
-                std::env::current_dir().map_err(|e| e.to_string())?.join(path)
+                std::env::current_dir()
+                    .map_err(|e| e.to_string())?
+                    .join(path)
             };
             Value::String(clean(&absolute))
         }
-        ParamType::Duration => Value::from(parse_duration(&text).ok_or_else(|| bad("a duration like 90s, 5m or 1h30m"))?),
+        ParamType::Duration => Value::from(
+            parse_duration(&text).ok_or_else(|| bad("a duration like 90s, 5m or 1h30m"))?,
+        ),
         ParamType::List => {
             let trimmed = text.trim();
             if trimmed.starts_with('[') {
-                let items: Vec<Value> = serde_json::from_str(trimmed).map_err(|_| bad("a list (a,b,c or a JSON array)"))?;
+                let items: Vec<Value> = serde_json::from_str(trimmed)
+                    .map_err(|_| bad("a list (a,b,c or a JSON array)"))?;
                 Value::Array(items)
             } else if trimmed.is_empty() {
                 Value::Array(Vec::new())
             } else {
-                Value::Array(trimmed.split(',').map(|s| Value::String(s.trim().to_string())).collect())
+                Value::Array(
+                    trimmed
+                        .split(',')
+                        .map(|s| Value::String(s.trim().to_string()))
+                        .collect(),
+                )
             }
         }
-        ParamType::Secret => return Err(format!("parameter `{}` is a secret reference", param.name)),
+        ParamType::Secret => {
+            return Err(format!("parameter `{}` is a secret reference", param.name))
+        }
     })
 }
 
@@ -124,13 +145,15 @@ pub fn parse_secret_ref(name: &str, raw: &str) -> Result<String, String> {
 /// Reads the secret a reference points to.
 pub fn resolve_secret(name: &str, reference: &str) -> Result<Secret, String> {
     match reference.split_once(':') {
-        Some(("env", var)) => std::env::var(var)
-            .map(Secret::new)
-            .map_err(|_| format!("secret parameter `{name}`: environment variable {var} is not set")),
+        Some(("env", var)) => std::env::var(var).map(Secret::new).map_err(|_| {
+            format!("secret parameter `{name}`: environment variable {var} is not set")
+        }),
         Some(("file", path)) => std::fs::read_to_string(path)
             .map(|s| Secret::new(s.trim_end_matches(['\n', '\r'])))
             .map_err(|e| format!("secret parameter `{name}`: cannot read {path}: {e}")),
-        _ => Err(format!("secret parameter `{name}`: `{reference}` is not env:NAME or file:PATH")),
+        _ => Err(format!(
+            "secret parameter `{name}`: `{reference}` is not env:NAME or file:PATH"
+        )),
     }
 }
 
@@ -185,12 +208,19 @@ mod tests {
     }
 
     fn given(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_fill_in_and_types_convert() {
-        let b = bind(&header(), &given(&[("stack", "shop"), ("only", "a, b"), ("wait", "1m30s")])).unwrap();
+        let b = bind(
+            &header(),
+            &given(&[("stack", "shop"), ("only", "a, b"), ("wait", "1m30s")]),
+        )
+        .unwrap();
         assert_eq!(b.values["stack"], "shop");
         assert_eq!(b.values["keep"], 7);
         assert_eq!(b.values["deep"], false);
@@ -206,7 +236,10 @@ mod tests {
         let err = bind(&h, &given(&[])).unwrap_err();
         assert!(err.contains("missing required parameter `stack`"), "{err}");
         let err = bind(&h, &given(&[("stack", "s"), ("kep", "3")])).unwrap_err();
-        assert!(err.contains("unknown parameter `kep`") && err.contains("keep"), "{err}");
+        assert!(
+            err.contains("unknown parameter `kep`") && err.contains("keep"),
+            "{err}"
+        );
         let err = bind(&h, &given(&[("stack", "s"), ("keep", "seven")])).unwrap_err();
         assert!(err.contains("`keep` must be an integer"), "{err}");
         let err = bind(&h, &given(&[("stack", "s"), ("deep", "maybe")])).unwrap_err();

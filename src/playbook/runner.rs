@@ -11,12 +11,13 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::journal::{self, Journal, RunRecord};
-use super::{params, Playbook, ParamType};
+use super::{params, ParamType, Playbook};
 use crate::engine::{self, diagnostics};
 use crate::error::{Error, Result};
 use crate::locations;
 use crate::run::{Action, Run, RunOptions, StepReport, Verdict};
 use crate::sandbox::Sandbox;
+use crate::secrets;
 
 /// What to run and how.
 #[derive(Debug, Clone, Default)]
@@ -71,9 +72,12 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
     let bound = params::bind(&playbook.header, &given).map_err(Error::Usage)?;
 
     let sandbox = Sandbox::new(
-        [std::env::current_dir().unwrap_or_default(), locations::state_dir()]
-            .into_iter()
-            .chain(request.allow_paths.iter().cloned()),
+        [
+            std::env::current_dir().unwrap_or_default(),
+            locations::state_dir(),
+        ]
+        .into_iter()
+        .chain(request.allow_paths.iter().cloned()),
     );
     let script_params = script_params(&playbook, &bound, &sandbox)?;
 
@@ -82,7 +86,14 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the async runtime", e))?;
-    let run = Run::new(run_id.clone(), request.options.clone(), sandbox, runtime.handle().clone(), None, resumed);
+    let run = Run::new(
+        run_id.clone(),
+        request.options.clone(),
+        sandbox,
+        runtime.handle().clone(),
+        None,
+        resumed,
+    );
     let engine = engine::build(&run, request.print_to_stderr);
     let mut scope = Scope::new();
     scope.push_constant("params", script_params);
@@ -117,8 +128,11 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
     run.attach_journal(journal);
     watch_signals(&runtime, &run);
 
+    // Entered, so primitives can build tokio futures (timers, sockets) on the script thread.
+    let entered = runtime.enter();
     let evaluated = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
     run.finish();
+    drop(entered);
     let steps = run.step_reports();
     let (outcome, result, error) = match &evaluated {
         Ok(value) => (Outcome::Success, crate::value::to_json(value), None),
@@ -134,7 +148,12 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
                 Some(Verdict::Interrupted) => Outcome::Interrupted,
                 Some(Verdict::TimedOut(_)) | None => Outcome::Failed,
             };
-            let message = diagnostics::render_eval(&run, &file, err, failed_step.as_deref());
+            let message = secrets::redact(&diagnostics::render_eval(
+                &run,
+                &file,
+                err,
+                failed_step.as_deref(),
+            ));
             (outcome, Value::Null, Some(message))
         }
     };
@@ -159,29 +178,41 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
     })
 }
 
-type Prepared = (Playbook, Vec<(String, String)>, String, BTreeMap<String, Value>, usize);
+type Prepared = (
+    Playbook,
+    Vec<(String, String)>,
+    String,
+    BTreeMap<String, Value>,
+    usize,
+);
 
 /// Finds the playbook and, when resuming, checks the earlier run and takes its parameters.
 fn prepare(request: &RunRequest) -> Result<Prepared> {
     let Some(resume_id) = &request.resume else {
-        let target = request
-            .target
-            .as_deref()
-            .ok_or_else(|| Error::Usage("name a playbook to run (see `runbook list`), or --resume RUN_ID".into()))?;
+        let target = request.target.as_deref().ok_or_else(|| {
+            Error::Usage("name a playbook to run (see `runbook list`), or --resume RUN_ID".into())
+        })?;
         let playbook = Playbook::load(target)?;
         let run_id = journal::new_run_id(&playbook.header.name);
         return Ok((playbook, request.params.clone(), run_id, BTreeMap::new(), 1));
     };
     let record = RunRecord::load(resume_id)?;
     if record.start["dry_run"] == true {
-        return Err(Error::Usage(format!("run {resume_id} was a dry run; it changed nothing, so there is nothing to resume")));
+        return Err(Error::Usage(format!(
+            "run {resume_id} was a dry run; it changed nothing, so there is nothing to resume"
+        )));
     }
     if record.outcome() == "success" {
-        return Err(Error::Usage(format!("run {resume_id} already succeeded; there is nothing to resume")));
+        return Err(Error::Usage(format!(
+            "run {resume_id} already succeeded; there is nothing to resume"
+        )));
     }
     let target = match &request.target {
         Some(t) => t.clone(),
-        None => record.start["target"].as_str().unwrap_or_default().to_string(),
+        None => record.start["target"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     };
     let playbook = Playbook::load(&target)?;
     let recorded_sha = record.start["sha256"].as_str().unwrap_or_default();
@@ -203,7 +234,13 @@ fn prepare(request: &RunRequest) -> Result<Prepared> {
         .filter(|(k, _)| !request.params.iter().any(|(n, _)| n == k))
         .collect();
     given.extend(request.params.iter().cloned());
-    Ok((playbook, given, resume_id.clone(), record.completed, record.attempts + 1))
+    Ok((
+        playbook,
+        given,
+        resume_id.clone(),
+        record.completed,
+        record.attempts + 1,
+    ))
 }
 
 fn short(sha: &str) -> &str {
@@ -244,14 +281,19 @@ fn run_info(run: &Arc<Run>, playbook: &Playbook) -> Map {
 fn watch_signals(runtime: &tokio::runtime::Runtime, run: &Arc<Run>) {
     let run = run.clone();
     runtime.spawn(async move {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
             return;
         };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        crate::prims::log::emit(crate::prims::log::Level::Warn, "interrupted: stopping after the current call");
+        crate::prims::log::emit(
+            crate::prims::log::Level::Warn,
+            "interrupted: stopping after the current call",
+        );
         run.cancel();
     });
 }

@@ -34,6 +34,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn sha256_file(ctx: NativeCallContext, path: &str) -> Result<String, Box<EvalAltResult>> {
         let resolved = super::super::checked_path(&Run::of(&ctx), path)?;
-        super::sha256_file(&resolved).map_err(|e| super::super::error(format!("cannot checksum {path}: {e}")))
+        super::sha256_file(&resolved)
+            .map_err(|e| super::super::error(format!("cannot checksum {path}: {e}")))
     }
 }

@@ -8,7 +8,9 @@ pub mod api {
 
     /// The value of an environment variable, or `()` when it is not set.
     pub fn get(name: &str) -> Dynamic {
-        std::env::var(name).map(Dynamic::from).unwrap_or(Dynamic::UNIT)
+        std::env::var(name)
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT)
     }
 
     /// The value of an environment variable, or `default` when it is not set.

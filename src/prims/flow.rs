@@ -13,7 +13,9 @@ fn step(ctx: &NativeCallContext, name: &str, body: &FnPtr) -> PrimResult<Dynamic
     let run = Run::of(ctx);
     run.check_stop()?;
     if name.trim().is_empty() || name.contains('/') {
-        return Err(super::error(format!("step name `{name}` must be non-empty and contain no `/`")));
+        return Err(super::error(format!(
+            "step name `{name}` must be non-empty and contain no `/`"
+        )));
     }
     let key = match run.begin_step(name) {
         StepStart::Resumed(result) => return Ok(crate::value::from_json(&result)),
@@ -74,7 +76,9 @@ fn confirm_typed(ctx: &NativeCallContext, question: &str, expected: &str) -> Pri
     if answer == expected {
         Ok(true)
     } else {
-        Err(run.refuse(format!("not confirmed: typed `{answer}`, expected `{expected}`")))
+        Err(run.refuse(format!(
+            "not confirmed: typed `{answer}`, expected `{expected}`"
+        )))
     }
 }
 
@@ -84,7 +88,11 @@ pub mod api {
     /// its result. On `--resume`, a step that completed in an earlier attempt is skipped and
     /// its recorded result returned, so pass data between steps by return value.
     #[rhai_fn(return_raw)]
-    pub fn step(ctx: NativeCallContext, name: &str, body: FnPtr) -> Result<Dynamic, Box<EvalAltResult>> {
+    pub fn step(
+        ctx: NativeCallContext,
+        name: &str,
+        body: FnPtr,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
         super::step(&ctx, name, &body)
     }
 
@@ -98,7 +106,11 @@ pub mod api {
     /// Asks the operator to type `expected` (e.g. the stack name) before a very destructive
     /// action. `--yes` does not answer it; without a terminal the run is refused (exit 3).
     #[rhai_fn(return_raw)]
-    pub fn confirm_typed(ctx: NativeCallContext, question: &str, expected: &str) -> Result<bool, Box<EvalAltResult>> {
+    pub fn confirm_typed(
+        ctx: NativeCallContext,
+        question: &str,
+        expected: &str,
+    ) -> Result<bool, Box<EvalAltResult>> {
         super::confirm_typed(&ctx, question, expected)
     }
 

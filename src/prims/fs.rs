@@ -17,10 +17,23 @@ fn io_err(what: &str, path: &str, e: std::io::Error) -> Box<EvalAltResult> {
     error(format!("cannot {what} {path}: {e}"))
 }
 
-fn write_bytes(ctx: &NativeCallContext, action: &str, path: &str, bytes: &[u8], mode: u32) -> PrimResult<()> {
+fn write_bytes(
+    ctx: &NativeCallContext,
+    action: &str,
+    path: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> PrimResult<()> {
     let run = Run::of(ctx);
     let target = checked_path(&run, path)?;
-    if !run.mutate(action, format!("write {} bytes to {} (mode {mode:04o})", bytes.len(), target.display())) {
+    if !run.mutate(
+        action,
+        format!(
+            "write {} bytes to {} (mode {mode:04o})",
+            bytes.len(),
+            target.display()
+        ),
+    ) {
         return Ok(());
     }
     if let Some(parent) = target.parent() {
@@ -82,11 +95,15 @@ fn mkdir(ctx: &NativeCallContext, path: &str, mode: u32) -> PrimResult<()> {
     if target.is_dir() {
         return Ok(());
     }
-    if !run.mutate("fs::mkdir", format!("create directory {} (mode {mode:04o})", target.display())) {
+    if !run.mutate(
+        "fs::mkdir",
+        format!("create directory {} (mode {mode:04o})", target.display()),
+    ) {
         return Ok(());
     }
     std::fs::create_dir_all(&target).map_err(|e| io_err("create directory", path, e))?;
-    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode)).map_err(|e| io_err("chmod", path, e))
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| io_err("chmod", path, e))
 }
 
 #[export_module]
@@ -115,34 +132,63 @@ pub mod api {
 
     /// Writes text to a file atomically (mode 0644), creating parent directories.
     #[rhai_fn(return_raw)]
-    pub fn write_text(ctx: NativeCallContext, path: &str, text: &str) -> Result<(), Box<EvalAltResult>> {
+    pub fn write_text(
+        ctx: NativeCallContext,
+        path: &str,
+        text: &str,
+    ) -> Result<(), Box<EvalAltResult>> {
         super::write_bytes(&ctx, "fs::write_text", path, text.as_bytes(), 0o644)
     }
 
     /// Writes a value as pretty JSON atomically (mode 0644); secrets are written as `***`.
     #[rhai_fn(return_raw)]
-    pub fn write_json(ctx: NativeCallContext, path: &str, value: Dynamic) -> Result<(), Box<EvalAltResult>> {
-        let mut text = serde_json::to_string_pretty(&crate::value::to_json(&value)).unwrap_or_default();
+    pub fn write_json(
+        ctx: NativeCallContext,
+        path: &str,
+        value: Dynamic,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let mut text =
+            serde_json::to_string_pretty(&crate::value::to_json(&value)).unwrap_or_default();
         text.push('\n');
         super::write_bytes(&ctx, "fs::write_json", path, text.as_bytes(), 0o644)
     }
 
     /// Writes a secret to a file atomically with mode 0600; its directory is created 0700.
     #[rhai_fn(return_raw)]
-    pub fn write_secret(ctx: NativeCallContext, path: &str, secret: Secret) -> Result<(), Box<EvalAltResult>> {
-        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+    pub fn write_secret(
+        ctx: NativeCallContext,
+        path: &str,
+        secret: Secret,
+    ) -> Result<(), Box<EvalAltResult>> {
+        if let Some(parent) = Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
             super::mkdir(&ctx, &parent.to_string_lossy(), 0o700)?;
         }
-        super::write_bytes(&ctx, "fs::write_secret", path, secret.expose().as_bytes(), 0o600)
+        super::write_bytes(
+            &ctx,
+            "fs::write_secret",
+            path,
+            secret.expose().as_bytes(),
+            0o600,
+        )
     }
 
     /// Appends text to a file (created 0644 if missing). Not atomic: for logs and reports.
     #[rhai_fn(return_raw)]
-    pub fn append_text(ctx: NativeCallContext, path: &str, text: &str) -> Result<(), Box<EvalAltResult>> {
+    pub fn append_text(
+        ctx: NativeCallContext,
+        path: &str,
+        text: &str,
+    ) -> Result<(), Box<EvalAltResult>> {
         use std::io::Write;
         let run = Run::of(&ctx);
         let target = checked_path(&run, path)?;
-        if !run.mutate("fs::append_text", format!("append {} bytes to {}", text.len(), target.display())) {
+        if !run.mutate(
+            "fs::append_text",
+            format!("append {} bytes to {}", text.len(), target.display()),
+        ) {
             return Ok(());
         }
         std::fs::OpenOptions::new()
@@ -178,7 +224,8 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn glob(ctx: NativeCallContext, pattern: &str) -> Result<Array, Box<EvalAltResult>> {
         let run = Run::of(&ctx);
-        let entries = glob::glob(pattern).map_err(|e| super::error(format!("bad glob pattern `{pattern}`: {e}")))?;
+        let entries = glob::glob(pattern)
+            .map_err(|e| super::error(format!("bad glob pattern `{pattern}`: {e}")))?;
         let mut paths = Vec::new();
         for entry in entries.filter_map(Result::ok) {
             let text = entry.display().to_string();
@@ -196,9 +243,14 @@ pub mod api {
         let run = Run::of(&ctx);
         let absolute = Path::new(path);
         // Check the parent so a symlink itself can be examined without following it.
-        let parent = absolute.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = absolute
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let dir = checked_path(&run, &parent.to_string_lossy())?;
-        let name = absolute.file_name().map_or_else(|| dir.clone(), |n| dir.join(n));
+        let name = absolute
+            .file_name()
+            .map_or_else(|| dir.clone(), |n| dir.join(n));
         super::stat(&name).map_err(|e| super::io_err("stat", path, e))
     }
 
@@ -210,7 +262,11 @@ pub mod api {
 
     /// Creates a directory and its parents with the given mode (e.g. `0o700`).
     #[rhai_fn(name = "mkdir", return_raw)]
-    pub fn mkdir_mode(ctx: NativeCallContext, path: &str, mode: INT) -> Result<(), Box<EvalAltResult>> {
+    pub fn mkdir_mode(
+        ctx: NativeCallContext,
+        path: &str,
+        mode: INT,
+    ) -> Result<(), Box<EvalAltResult>> {
         super::mkdir(&ctx, path, (mode & 0o7777) as u32)
     }
 
@@ -219,21 +275,33 @@ pub mod api {
     pub fn copy(ctx: NativeCallContext, from: &str, to: &str) -> Result<(), Box<EvalAltResult>> {
         let run = Run::of(&ctx);
         let (src, dst) = (checked_path(&run, from)?, checked_path(&run, to)?);
-        if !run.mutate("fs::copy", format!("copy {} to {}", src.display(), dst.display())) {
+        if !run.mutate(
+            "fs::copy",
+            format!("copy {} to {}", src.display(), dst.display()),
+        ) {
             return Ok(());
         }
-        super::copy_recursive(&src, &dst).map_err(|e| super::error(format!("cannot copy {from} to {to}: {e}")))
+        super::copy_recursive(&src, &dst)
+            .map_err(|e| super::error(format!("cannot copy {from} to {to}: {e}")))
     }
 
     /// Moves (renames) a file or directory.
     #[rhai_fn(name = "move", return_raw)]
-    pub fn move_path(ctx: NativeCallContext, from: &str, to: &str) -> Result<(), Box<EvalAltResult>> {
+    pub fn move_path(
+        ctx: NativeCallContext,
+        from: &str,
+        to: &str,
+    ) -> Result<(), Box<EvalAltResult>> {
         let run = Run::of(&ctx);
         let (src, dst) = (checked_path(&run, from)?, checked_path(&run, to)?);
-        if !run.mutate("fs::move", format!("move {} to {}", src.display(), dst.display())) {
+        if !run.mutate(
+            "fs::move",
+            format!("move {} to {}", src.display(), dst.display()),
+        ) {
             return Ok(());
         }
-        std::fs::rename(&src, &dst).map_err(|e| super::error(format!("cannot move {from} to {to}: {e}")))
+        std::fs::rename(&src, &dst)
+            .map_err(|e| super::error(format!("cannot move {from} to {to}: {e}")))
     }
 
     /// Removes a file, or a directory with everything in it. Missing paths are fine.
@@ -244,10 +312,25 @@ pub mod api {
         let Ok(meta) = std::fs::symlink_metadata(&target) else {
             return Ok(());
         };
-        if !run.mutate("fs::remove", format!("remove {}{}", target.display(), if meta.is_dir() { " and everything in it" } else { "" })) {
+        if !run.mutate(
+            "fs::remove",
+            format!(
+                "remove {}{}",
+                target.display(),
+                if meta.is_dir() {
+                    " and everything in it"
+                } else {
+                    ""
+                }
+            ),
+        ) {
             return Ok(());
         }
-        let result = if meta.is_dir() { std::fs::remove_dir_all(&target) } else { std::fs::remove_file(&target) };
+        let result = if meta.is_dir() {
+            std::fs::remove_dir_all(&target)
+        } else {
+            std::fs::remove_file(&target)
+        };
         result.map_err(|e| super::io_err("remove", path, e))
     }
 
@@ -257,10 +340,14 @@ pub mod api {
         let run = Run::of(&ctx);
         let target = checked_path(&run, path)?;
         let mode = (mode & 0o7777) as u32;
-        if !run.mutate("fs::chmod", format!("set mode {mode:04o} on {}", target.display())) {
+        if !run.mutate(
+            "fs::chmod",
+            format!("set mode {mode:04o} on {}", target.display()),
+        ) {
             return Ok(());
         }
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode)).map_err(|e| super::io_err("chmod", path, e))
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| super::io_err("chmod", path, e))
     }
 
     /// Creates a private temporary directory (0700), allowed for this run and removed when
@@ -288,11 +375,17 @@ pub mod api {
 
     /// The last component of a path.
     pub fn basename(path: &str) -> String {
-        Path::new(path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     /// A path without its last component.
     pub fn dirname(path: &str) -> String {
-        Path::new(path).parent().map(|p| p.display().to_string()).unwrap_or_default()
+        Path::new(path)
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
     }
 }

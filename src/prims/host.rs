@@ -15,7 +15,10 @@ use crate::secrets::Secret;
 fn run_command(ctx: &NativeCallContext, argv: &Array, options: &Map) -> PrimResult<Map> {
     let run = Run::of(ctx);
     if !run.options.allow_exec {
-        return Err(run.refuse("host commands are disabled for this run; start it with --allow-exec to allow them".into()));
+        return Err(run.refuse(
+            "host commands are disabled for this run; start it with --allow-exec to allow them"
+                .into(),
+        ));
     }
     let mut args = Vec::with_capacity(argv.len());
     for (i, arg) in argv.iter().enumerate() {
@@ -35,7 +38,9 @@ fn run_command(ctx: &NativeCallContext, argv: &Array, options: &Map) -> PrimResu
         Some(v) => Some(super::plain_or_secret(v, "`stdin`")?),
         None => None,
     };
-    let cwd = opt_string(options, "cwd")?.map(|dir| super::checked_path(&run, &dir)).transpose()?;
+    let cwd = opt_string(options, "cwd")?
+        .map(|dir| super::checked_path(&run, &dir))
+        .transpose()?;
     let mut result = Map::new();
     if !run.mutate("host::run", format!("run `{}`", args.join(" "))) {
         result.insert("code".into(), Dynamic::from(0 as INT));
@@ -47,7 +52,11 @@ fn run_command(ctx: &NativeCallContext, argv: &Array, options: &Map) -> PrimResu
     command
         .args(rest)
         .envs(env)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -64,9 +73,18 @@ fn run_command(ctx: &NativeCallContext, argv: &Array, options: &Map) -> PrimResu
         child.wait_with_output().await
     })?;
     let output = output.map_err(|e| error(format!("{what}: {e}")))?;
-    result.insert("code".into(), INT::from(output.status.code().unwrap_or(-1)).into());
-    result.insert("stdout".into(), String::from_utf8_lossy(&output.stdout).into_owned().into());
-    result.insert("stderr".into(), String::from_utf8_lossy(&output.stderr).into_owned().into());
+    result.insert(
+        "code".into(),
+        INT::from(output.status.code().unwrap_or(-1)).into(),
+    );
+    result.insert(
+        "stdout".into(),
+        String::from_utf8_lossy(&output.stdout).into_owned().into(),
+    );
+    result.insert(
+        "stderr".into(),
+        String::from_utf8_lossy(&output.stderr).into_owned().into(),
+    );
     Ok(result)
 }
 
@@ -82,7 +100,11 @@ pub mod api {
     /// Runs a host command with options: `#{env: #{PGPASSWORD: secret}, stdin: text_or_secret,
     /// cwd: dir}`. Secrets are refused in the argument list.
     #[rhai_fn(name = "run", return_raw)]
-    pub fn run_with(ctx: NativeCallContext, argv: Array, options: Map) -> Result<Map, Box<EvalAltResult>> {
+    pub fn run_with(
+        ctx: NativeCallContext,
+        argv: Array,
+        options: Map,
+    ) -> Result<Map, Box<EvalAltResult>> {
         super::run_command(&ctx, &argv, &options)
     }
 }

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use rhai::plugin::*;
-use rhai::INT;
 use rhai::Map;
+use rhai::INT;
 
 use super::{error, opt_env, opt_int, PrimResult};
 use crate::run::Run;
@@ -59,12 +59,16 @@ fn wait_until(run: &Run, url: &str, timeout_secs: i64) -> PrimResult<INT> {
     loop {
         let attempt = run.block_on(&format!("waiting for {url}"), client.get(url).send())?;
         let last = match attempt {
-            Ok(response) if response.status().as_u16() < 500 => return Ok(INT::from(response.status().as_u16())),
+            Ok(response) if response.status().as_u16() < 500 => {
+                return Ok(INT::from(response.status().as_u16()))
+            }
             Ok(response) => format!("status {}", response.status()),
             Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {
-            return Err(error(format!("{url} did not answer within {timeout_secs} s (last: {last})")));
+            return Err(error(format!(
+                "{url} did not answer within {timeout_secs} s (last: {last})"
+            )));
         }
         run.block_on("waiting", tokio::time::sleep(Duration::from_millis(500)))?;
     }
@@ -80,20 +84,38 @@ pub mod api {
 
     /// GETs a URL with options: `#{timeout: 10, headers: #{"X-Vault-Token": secret}}`.
     #[rhai_fn(name = "get", return_raw)]
-    pub fn get_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Box<EvalAltResult>> {
-        let request = super::Request { method: reqwest::Method::GET, url, body: None, options };
+    pub fn get_with(
+        ctx: NativeCallContext,
+        url: &str,
+        options: Map,
+    ) -> Result<Map, Box<EvalAltResult>> {
+        let request = super::Request {
+            method: reqwest::Method::GET,
+            url,
+            body: None,
+            options,
+        };
         super::send(&Run::of(&ctx), request)
     }
 
     /// POSTs a value as JSON. Mutating: planned, not sent, in a dry run.
     #[rhai_fn(name = "post_json", return_raw)]
-    pub fn post_json(ctx: NativeCallContext, url: &str, body: Dynamic) -> Result<Map, Box<EvalAltResult>> {
+    pub fn post_json(
+        ctx: NativeCallContext,
+        url: &str,
+        body: Dynamic,
+    ) -> Result<Map, Box<EvalAltResult>> {
         post_json_with(ctx, url, body, Map::new())
     }
 
     /// POSTs a value as JSON with options (`timeout`, `headers`).
     #[rhai_fn(name = "post_json", return_raw)]
-    pub fn post_json_with(ctx: NativeCallContext, url: &str, body: Dynamic, options: Map) -> Result<Map, Box<EvalAltResult>> {
+    pub fn post_json_with(
+        ctx: NativeCallContext,
+        url: &str,
+        body: Dynamic,
+        options: Map,
+    ) -> Result<Map, Box<EvalAltResult>> {
         let run = Run::of(&ctx);
         if !run.mutate("http::post_json", format!("POST JSON to {url}")) {
             let mut planned = Map::new();
@@ -102,14 +124,23 @@ pub mod api {
             planned.insert("body".into(), "".into());
             return Ok(planned);
         }
-        let request = super::Request { method: reqwest::Method::POST, url, body: Some(crate::value::to_json(&body)), options };
+        let request = super::Request {
+            method: reqwest::Method::POST,
+            url,
+            body: Some(crate::value::to_json(&body)),
+            options,
+        };
         super::send(&run, request)
     }
 
     /// Waits until a URL answers with a status below 500; returns the status. Fails after
     /// `timeout_secs` naming the last error.
     #[rhai_fn(return_raw)]
-    pub fn wait_until(ctx: NativeCallContext, url: &str, timeout_secs: INT) -> Result<INT, Box<EvalAltResult>> {
+    pub fn wait_until(
+        ctx: NativeCallContext,
+        url: &str,
+        timeout_secs: INT,
+    ) -> Result<INT, Box<EvalAltResult>> {
         super::wait_until(&Run::of(&ctx), url, timeout_secs)
     }
 }

@@ -36,7 +36,10 @@ pub fn opt_string(options: &Map, key: &str) -> PrimResult<Option<String>> {
         None => Ok(None),
         Some(v) if v.is_unit() => Ok(None),
         Some(v) if v.is_string() => Ok(Some(v.to_string())),
-        Some(v) => Err(error(format!("option `{key}` must be a string, got {}", crate::value::kind(v)))),
+        Some(v) => Err(error(format!(
+            "option `{key}` must be a string, got {}",
+            crate::value::kind(v)
+        ))),
     }
 }
 
@@ -45,10 +48,12 @@ pub fn opt_int(options: &Map, key: &str) -> PrimResult<Option<i64>> {
     match options.get(key) {
         None => Ok(None),
         Some(v) if v.is_unit() => Ok(None),
-        Some(v) => v
-            .as_int()
-            .map(Some)
-            .map_err(|_| error(format!("option `{key}` must be an integer, got {}", crate::value::kind(v)))),
+        Some(v) => v.as_int().map(Some).map_err(|_| {
+            error(format!(
+                "option `{key}` must be an integer, got {}",
+                crate::value::kind(v)
+            ))
+        }),
     }
 }
 
@@ -57,10 +62,12 @@ pub fn opt_bool(options: &Map, key: &str) -> PrimResult<Option<bool>> {
     match options.get(key) {
         None => Ok(None),
         Some(v) if v.is_unit() => Ok(None),
-        Some(v) => v
-            .as_bool()
-            .map(Some)
-            .map_err(|_| error(format!("option `{key}` must be true or false, got {}", crate::value::kind(v)))),
+        Some(v) => v.as_bool().map(Some).map_err(|_| {
+            error(format!(
+                "option `{key}` must be true or false, got {}",
+                crate::value::kind(v)
+            ))
+        }),
     }
 }
 
@@ -74,7 +81,12 @@ pub fn opt_env(options: &Map, key: &str) -> PrimResult<Vec<(String, String)>> {
         .read_lock::<Map>()
         .ok_or_else(|| error(format!("option `{key}` must be a map of NAME: value")))?;
     map.iter()
-        .map(|(name, v)| Ok((name.to_string(), plain_or_secret(v, &format!("`{key}.{name}`"))?)))
+        .map(|(name, v)| {
+            Ok((
+                name.to_string(),
+                plain_or_secret(v, &format!("`{key}.{name}`"))?,
+            ))
+        })
         .collect()
 }
 
@@ -87,7 +99,10 @@ pub fn plain_or_secret(value: &Dynamic, what: &str) -> PrimResult<String> {
     if value.is_string() || value.is_int() || value.is_bool() || value.is_float() {
         return Ok(value.to_string());
     }
-    Err(error(format!("{what} must be a string or a secret, got {}", crate::value::kind(value))))
+    Err(error(format!(
+        "{what} must be a string or a secret, got {}",
+        crate::value::kind(value)
+    )))
 }
 
 /// Registers every primitive family into the engine.

@@ -11,7 +11,9 @@ pub fn register(engine: &mut Engine) {
         .register_type_with_name::<Secret>("Secret")
         .register_fn("to_string", |_: &mut Secret| MASK.to_string())
         .register_fn("to_debug", |_: &mut Secret| format!("Secret({MASK})"))
-        .register_fn("len", |s: &mut Secret| INT::try_from(s.len()).unwrap_or(INT::MAX))
+        .register_fn("len", |s: &mut Secret| {
+            INT::try_from(s.len()).unwrap_or(INT::MAX)
+        })
         .register_fn("is_empty", |s: &mut Secret| s.is_empty())
         .register_fn("==", |a: &mut Secret, b: Secret| a.matches(&b))
         .register_fn("!=", |a: &mut Secret, b: Secret| !a.matches(&b));

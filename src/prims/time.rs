@@ -15,15 +15,24 @@ fn parse(text: &str) -> PrimResult<i64> {
     }
     chrono::NaiveDateTime::parse_from_str(text, STAMP_FORMAT)
         .map(|t| t.and_utc().timestamp())
-        .map_err(|_| super::error(format!("`{text}` is not a time (RFC 3339 or {STAMP_FORMAT})")))
+        .map_err(|_| {
+            super::error(format!(
+                "`{text}` is not a time (RFC 3339 or {STAMP_FORMAT})"
+            ))
+        })
 }
 
 fn sleep(ctx: &NativeCallContext, seconds: f64) -> PrimResult<()> {
     if !(0.0..=86_400.0 * 7.0).contains(&seconds) {
-        return Err(super::error(format!("sleep of {seconds} s is out of range (0 to 7 days)")));
+        return Err(super::error(format!(
+            "sleep of {seconds} s is out of range (0 to 7 days)"
+        )));
     }
     let run = Run::of(ctx);
-    run.block_on("sleep", tokio::time::sleep(std::time::Duration::from_secs_f64(seconds)))
+    run.block_on(
+        "sleep",
+        tokio::time::sleep(std::time::Duration::from_secs_f64(seconds)),
+    )
 }
 
 #[export_module]
@@ -66,13 +75,17 @@ pub mod api {
     /// Parses a duration (`90`, `90s`, `5m`, `1h30m`, `7d`) to whole seconds.
     #[rhai_fn(return_raw)]
     pub fn seconds(text: &str) -> Result<INT, Box<EvalAltResult>> {
-        crate::playbook::params::parse_duration(text)
-            .ok_or_else(|| super::super::error(format!("`{text}` is not a duration like 90s, 5m or 1h30m")))
+        crate::playbook::params::parse_duration(text).ok_or_else(|| {
+            super::super::error(format!("`{text}` is not a duration like 90s, 5m or 1h30m"))
+        })
     }
 
     /// Seconds as a human duration (`1h 30m`).
     pub fn human(seconds: INT) -> String {
-        humantime::format_duration(std::time::Duration::from_secs(seconds.max(0).unsigned_abs())).to_string()
+        humantime::format_duration(std::time::Duration::from_secs(
+            seconds.max(0).unsigned_abs(),
+        ))
+        .to_string()
     }
 
     /// Sleeps; Ctrl-C and `--timeout` interrupt it.

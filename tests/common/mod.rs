@@ -11,7 +11,8 @@ use std::process::{Command, Output, Stdio};
 pub fn run_id() -> String {
     use std::sync::OnceLock;
     static ID: OnceLock<String> = OnceLock::new();
-    ID.get_or_init(|| format!("rbt{}{:04x}", std::process::id(), rand_u16())).clone()
+    ID.get_or_init(|| format!("rbt{}{:04x}", std::process::id(), rand_u16()))
+        .clone()
 }
 
 fn rand_u16() -> u16 {
@@ -67,19 +68,31 @@ impl Outcome {
 
     /// The `--json` report on stdout.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     /// Panics with both streams unless the exit code is `code`.
     pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "unexpected exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
 
 impl Workspace {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("runbook-test-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("runbook-test-")
+            .tempdir()
+            .expect("temp dir");
         std::fs::create_dir_all(dir.path().join("state")).unwrap();
         std::fs::create_dir_all(dir.path().join("config")).unwrap();
         Workspace { dir }
@@ -141,7 +154,12 @@ impl Workspace {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn runbook");
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         Outcome::from(child.wait_with_output().unwrap())
     }
 
@@ -161,7 +179,8 @@ impl Workspace {
 
 /// A playbook header for test playbooks.
 pub fn header(name: &str, params: &[&str]) -> String {
-    let mut text = format!("//! name: {name}\n//! version: 1.0.0\n//! description: test playbook {name}\n");
+    let mut text =
+        format!("//! name: {name}\n//! version: 1.0.0\n//! description: test playbook {name}\n");
     for p in params {
         text.push_str(&format!("//! param {p}\n"));
     }
