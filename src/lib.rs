@@ -10,6 +10,7 @@ pub mod error;
 pub mod locations;
 pub mod playbook;
 pub mod prims;
+pub mod retention;
 pub mod run;
 pub mod sandbox;
 pub mod secrets;

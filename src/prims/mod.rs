@@ -1,6 +1,7 @@
 //! The primitives scripts call, one module per family, all registered here. `runbook doc`
 //! generates the reference from the doc comments in these modules.
 
+pub mod backup;
 pub mod crypto;
 pub mod env;
 pub mod flow;
@@ -116,4 +117,5 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("http", rhai::exported_module!(http::api).into());
     engine.register_static_module("host", rhai::exported_module!(host::api).into());
     engine.register_static_module("crypto", rhai::exported_module!(crypto::api).into());
+    engine.register_static_module("backup", rhai::exported_module!(backup::api).into());
 }
