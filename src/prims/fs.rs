@@ -89,6 +89,18 @@ fn copy_recursive(from: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
+fn total_size(path: &Path) -> std::io::Result<u64> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_dir() {
+        return Ok(meta.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(path)? {
+        total += total_size(&entry?.path())?;
+    }
+    Ok(total)
+}
+
 fn mkdir(ctx: &NativeCallContext, path: &str, mode: u32) -> PrimResult<()> {
     let run = Run::of(ctx);
     let target = checked_path(&run, path)?;
@@ -252,6 +264,14 @@ pub mod api {
             .file_name()
             .map_or_else(|| dir.clone(), |n| dir.join(n));
         super::stat(&name).map_err(|e| super::io_err("stat", path, e))
+    }
+
+    /// Total bytes of a file, or of every file under a directory (symlinks not followed).
+    #[rhai_fn(return_raw)]
+    pub fn size(ctx: NativeCallContext, path: &str) -> Result<INT, Box<EvalAltResult>> {
+        let resolved = checked_path(&Run::of(&ctx), path)?;
+        let bytes = super::total_size(&resolved).map_err(|e| super::io_err("measure", path, e))?;
+        Ok(INT::try_from(bytes).unwrap_or(INT::MAX))
     }
 
     /// Creates a directory and its parents (mode 0755).

@@ -10,6 +10,7 @@ pub mod host;
 pub mod http;
 pub mod log;
 pub mod secret;
+pub mod text;
 pub mod time;
 
 use std::path::PathBuf;
@@ -110,6 +111,7 @@ pub fn plain_or_secret(value: &Dynamic, what: &str) -> PrimResult<String> {
 pub fn register(engine: &mut Engine) {
     secret::register(engine);
     engine.register_global_module(rhai::exported_module!(flow::api).into());
+    engine.register_global_module(rhai::exported_module!(text::api).into());
     engine.register_static_module("log", rhai::exported_module!(log::api).into());
     engine.register_static_module("time", rhai::exported_module!(time::api).into());
     engine.register_static_module("env", rhai::exported_module!(env::api).into());
