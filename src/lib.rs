@@ -8,6 +8,7 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod locations;
+pub mod migrations;
 pub mod playbook;
 pub mod prims;
 pub mod retention;

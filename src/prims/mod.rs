@@ -9,6 +9,7 @@ pub mod fs;
 pub mod host;
 pub mod http;
 pub mod log;
+pub mod migrations;
 pub mod secret;
 pub mod text;
 pub mod time;
@@ -120,4 +121,5 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("host", rhai::exported_module!(host::api).into());
     engine.register_static_module("crypto", rhai::exported_module!(crypto::api).into());
     engine.register_static_module("backup", rhai::exported_module!(backup::api).into());
+    engine.register_static_module("migrations", rhai::exported_module!(migrations::api).into());
 }
