@@ -94,8 +94,11 @@ pub struct Migration {
     pub no_transaction: bool,
 }
 
+/// What a file name says: kind, version (none for repeatables) and description.
+type Name = (Kind, Option<Version>, String);
+
 /// Parses a file name; `None` when it is not a migration name at all.
-fn parse_name(name: &str) -> Option<Result<(Kind, Option<Version>, String), String>> {
+fn parse_name(name: &str) -> Option<Result<Name, String>> {
     let stem = name.strip_suffix(".sql")?;
     let (kind, rest) = match stem.chars().next()? {
         'V' => (Kind::Versioned, &stem[1..]),
@@ -450,7 +453,7 @@ mod tests {
             p.problems
         );
 
-        let p = plan(&[v2.clone()], &history, false);
+        let p = plan(std::slice::from_ref(&v2), &history, false);
         assert!(
             p.problems[0].contains("version 1 (V1__a.sql) was applied")
                 && p.problems[0].contains("missing")
