@@ -43,7 +43,7 @@ fn ask(prompt: &str) -> PrimResult<String> {
 fn confirm(ctx: &NativeCallContext, question: &str) -> PrimResult<bool> {
     let run = Run::of(ctx);
     if run.options.dry_run {
-        run.mutate("confirm", format!("ask: {question}"));
+        super::log::emit(super::log::Level::Plan, &format!("would ask: {question}"));
         return Ok(true);
     }
     if run.options.assume_yes {
@@ -64,7 +64,10 @@ fn confirm(ctx: &NativeCallContext, question: &str) -> PrimResult<bool> {
 fn confirm_typed(ctx: &NativeCallContext, question: &str, expected: &str) -> PrimResult<bool> {
     let run = Run::of(ctx);
     if run.options.dry_run {
-        run.mutate("confirm", format!("ask to type `{expected}`: {question}"));
+        super::log::emit(
+            super::log::Level::Plan,
+            &format!("would ask to type `{expected}`: {question}"),
+        );
         return Ok(true);
     }
     if !run.options.interactive {
