@@ -33,6 +33,10 @@ pub enum Error {
     Refused(String),
     #[error("{0}")]
     Interrupted(String),
+    /// A playbook chose its exit code (monitoring plugins: 0 OK, 1 warning, 2 critical,
+    /// 3 unknown); its output already said why.
+    #[error("exit status {0}")]
+    Status(i32),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -51,13 +55,20 @@ impl Error {
     }
 
     /// The exit code scripts see for this error.
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
+    pub fn exit_code(&self) -> i32 {
+        let code = match self {
             Error::Usage(_) | Error::Compile(_) => ExitCode::Usage,
             Error::Failed(_) | Error::Io { .. } => ExitCode::Failed,
             Error::Refused(_) => ExitCode::Refused,
             Error::Interrupted(_) => ExitCode::Interrupted,
-        }
+            Error::Status(code) => return *code,
+        };
+        code as i32
+    }
+
+    /// Whether there is anything to print (a chosen exit status was explained already).
+    pub fn is_silent(&self) -> bool {
+        matches!(self, Error::Status(_))
     }
 
     /// The message for stderr, with every known secret value masked.

@@ -5,11 +5,13 @@ use clap::Parser;
 fn main() {
     let cli = runbook::cli::Cli::parse();
     let code = match runbook::cli::execute(cli) {
-        Ok(()) => runbook::ExitCode::Success,
+        Ok(()) => runbook::ExitCode::Success as i32,
         Err(err) => {
-            eprintln!("{}", err.render());
+            if !err.is_silent() {
+                eprintln!("{}", err.render());
+            }
             err.exit_code()
         }
     };
-    std::process::exit(code as i32);
+    std::process::exit(code);
 }

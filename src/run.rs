@@ -99,6 +99,7 @@ pub struct Run {
     deadline: Option<Instant>,
     verdict: Mutex<Option<Verdict>>,
     sources: Mutex<HashMap<String, String>>,
+    exit_status: Mutex<Option<i32>>,
     cleanups: Mutex<Vec<(String, Cleanup)>>,
 }
 
@@ -132,6 +133,7 @@ impl Run {
             deadline,
             verdict: Mutex::new(None),
             sources: Mutex::default(),
+            exit_status: Mutex::default(),
             cleanups: Mutex::default(),
         })
     }
@@ -288,6 +290,16 @@ impl Run {
     pub fn refuse(&self, message: String) -> Box<EvalAltResult> {
         self.set_verdict(Verdict::Refused(message.clone()));
         message.into()
+    }
+
+    /// Sets the exit status of a run that succeeds (monitoring plugins report through it).
+    pub fn set_exit_status(&self, code: i32) {
+        *lock(&self.exit_status) = Some(code);
+    }
+
+    /// The exit status a playbook chose, if any.
+    pub fn exit_status(&self) -> Option<i32> {
+        *lock(&self.exit_status)
     }
 
     /// The actions recorded so far, in order.

@@ -73,12 +73,16 @@ pub fn execute(args: RunArgs) -> Result<()> {
     let report = runner::run(request)?;
     if args.json {
         super::print_json(&serde_json::to_value(&report).unwrap_or_default());
-    } else {
+    } else if report.exit_status.is_none() {
+        // A playbook that chose its exit status speaks for itself (monitoring plugin output).
         print_human(&report);
     }
     let message = || report.error.clone().unwrap_or_default();
     match report.outcome {
-        Outcome::Success => Ok(()),
+        Outcome::Success => match report.exit_status {
+            Some(code) if code != 0 => Err(Error::Status(code)),
+            _ => Ok(()),
+        },
         Outcome::Failed => Err(Error::Failed(message())),
         Outcome::Refused => Err(Error::Refused(message())),
         Outcome::Interrupted => Err(Error::Interrupted(format!(

@@ -61,6 +61,9 @@ pub struct RunReport {
     pub result: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The exit status the playbook chose (monitoring plugin output), for a successful run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
     pub journal: PathBuf,
 }
 
@@ -174,6 +177,7 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
         actions: run.actions(),
         result,
         error,
+        exit_status: run.exit_status(),
         journal: journal_path,
     })
 }

@@ -2,8 +2,10 @@
 //! generates the reference from the doc comments in these modules.
 
 pub mod backup;
+pub mod certs;
 pub mod crypto;
 pub mod env;
+pub mod findings;
 pub mod flow;
 pub mod fs;
 pub mod host;
@@ -122,4 +124,6 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("crypto", rhai::exported_module!(crypto::api).into());
     engine.register_static_module("backup", rhai::exported_module!(backup::api).into());
     engine.register_static_module("migrations", rhai::exported_module!(migrations::api).into());
+    engine.register_static_module("certs", rhai::exported_module!(certs::api).into());
+    engine.register_static_module("findings", rhai::exported_module!(findings::api).into());
 }
