@@ -58,6 +58,7 @@ impl ContainerSpec {
         // The engine names a container's host after its short id unless told otherwise, and
         // refuses a hostname in the host's or another container's network namespace.
         let default_hostname = id.get(..12).unwrap_or_default();
+        let hostname = container.hostname.clone().unwrap_or_default();
         config.hostname = container
             .hostname
             .filter(|h| !h.is_empty() && h != default_hostname && !shares_namespace);
@@ -74,7 +75,10 @@ impl ContainerSpec {
                 .and_then(|n| n.networks.clone())
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(name, endpoint)| (name, endpoint_config(endpoint, default_hostname)))
+                .map(|(name, endpoint)| {
+                    let automatic = [default_hostname, hostname.as_str()];
+                    (name, endpoint_config(endpoint, &automatic))
+                })
                 .collect()
         };
         ContainerSpec {
@@ -195,23 +199,18 @@ fn own_config(container: &ContainerConfig, image: Option<&ImageConfig>) -> Conta
     own
 }
 
-/// The endpoint settings worth recreating: aliases (without the engine's automatic one, the
-/// old short id), static addresses, links, driver options.
-fn endpoint_config(endpoint: EndpointSettings, short_id: &str) -> EndpointSettings {
+/// The endpoint settings worth recreating: aliases (without those the engine adds by itself:
+/// the short id and the hostname), static addresses (`IPAMConfig`), links, driver options.
+fn endpoint_config(endpoint: EndpointSettings, automatic: &[&str]) -> EndpointSettings {
     let aliases: Vec<String> = endpoint
         .aliases
         .unwrap_or_default()
         .into_iter()
-        .filter(|a| a != short_id)
+        .filter(|a| !automatic.contains(&a.as_str()))
         .collect();
-    let static_address = endpoint.ipam_config.as_ref().is_some_and(|ipam| {
-        ipam.ipv4_address.as_deref().is_some_and(|a| !a.is_empty())
-            || ipam.ipv6_address.as_deref().is_some_and(|a| !a.is_empty())
-            || ipam.link_local_ips.as_ref().is_some_and(|l| !l.is_empty())
-    });
     EndpointSettings {
         aliases: (!aliases.is_empty()).then_some(aliases),
-        ipam_config: endpoint.ipam_config.filter(|_| static_address),
+        ipam_config: endpoint.ipam_config,
         links: endpoint.links.filter(|l| !l.is_empty()),
         driver_opts: endpoint.driver_opts.filter(|d| !d.is_empty()),
         ..Default::default()

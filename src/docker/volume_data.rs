@@ -255,7 +255,8 @@ impl Docker {
     }
 
     async fn remove_helper(&self, helper: &str) {
-        if let Err(e) = self.remove(helper, true, false).await {
+        // With its anonymous volumes (an image's VOLUME); the named volume it reached stays.
+        if let Err(e) = self.remove(helper, true, true).await {
             crate::prims::log::emit(
                 crate::prims::log::Level::Warn,
                 &format!("helper container left behind (label {HELPER_LABEL}): {e}"),

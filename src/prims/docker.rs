@@ -69,6 +69,13 @@ fn to_script<T: Serialize>(value: &T) -> PrimResult<Dynamic> {
     rhai::serde::to_dynamic(value)
 }
 
+/// An engine object (an inspect, a spec, a stack view) as a script map.
+fn to_map<T: Serialize>(value: &T) -> PrimResult<Map> {
+    to_script(value)?
+        .try_cast::<Map>()
+        .ok_or_else(|| error("the engine's answer is not an object"))
+}
+
 fn to_list<T: Serialize>(rows: &[T]) -> PrimResult<Array> {
     rows.iter().map(to_script).collect()
 }
@@ -345,6 +352,15 @@ fn exec(ctx: &NativeCallContext, container: &str, argv: &Array, options: &Map) -
     Ok(result)
 }
 
+/// A 0600 file under a temporary name (it may hold a dump or a volume's secrets), with its
+/// directory created.
+fn create_file(target: &std::path::Path) -> std::io::Result<AtomicFile> {
+    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    AtomicFile::create(target, 0o600)
+}
+
 /// Streams an exec's stdout into a file that appears only when the process succeeded.
 fn exec_to_file(
     ctx: &NativeCallContext,
@@ -372,7 +388,7 @@ fn exec_to_file(
     }
     let what = format!("exec in container `{container}`");
     let io = |e: std::io::Error| error(format!("cannot write {file}: {e}"));
-    let mut out = AtomicFile::create(&target, 0o600).map_err(io)?;
+    let mut out = create_file(&target).map_err(io)?;
     let (status, bytes) = call(ctx, &what, |d| async move {
         let mut stream = d.exec_stream(container, request, input).await?;
         let mut bytes: u64 = 0;
@@ -446,7 +462,7 @@ fn volume_export(
         return Ok(0);
     }
     let io = |e: std::io::Error| error(format!("cannot write {file}: {e}"));
-    let mut out = AtomicFile::create(&target, 0o600).map_err(io)?;
+    let mut out = create_file(&target).map_err(io)?;
     let (bytes, out) = call(
         ctx,
         &format!("exporting volume `{volume}`"),
@@ -574,13 +590,13 @@ pub mod api {
 
     /// The engine's version report: `Version`, `ApiVersion`, `Os`, `Arch`, `KernelVersion`.
     #[rhai_fn(return_raw)]
-    pub fn version(ctx: NativeCallContext) -> Result<Dynamic, Box<EvalAltResult>> {
+    pub fn version(ctx: NativeCallContext) -> Result<Map, Box<EvalAltResult>> {
         let version = call(
             &ctx,
             "asking the Docker engine its version",
             |d| async move { d.version().await },
         )?;
-        to_script(&version)
+        to_map(&version)
     }
 
     /// Every container, stopped ones too, as `#{id, name, image, image_id, state, status,
@@ -603,11 +619,11 @@ pub mod api {
     /// The engine's inspect of a container, as `docker inspect` shows it (`Config`,
     /// `HostConfig`, `State`, `Mounts`, `NetworkSettings`, ...).
     #[rhai_fn(return_raw)]
-    pub fn inspect(ctx: NativeCallContext, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
+    pub fn inspect(ctx: NativeCallContext, name: &str) -> Result<Map, Box<EvalAltResult>> {
         let inspect = call(&ctx, "inspecting a container", |d| async move {
             d.inspect(name).await
         })?;
-        to_script(&inspect)
+        to_map(&inspect)
     }
 
     /// True when a container of that name exists, in any state.
@@ -799,11 +815,11 @@ pub mod api {
     /// host_config, networks}` with the container's own settings (not its image's defaults),
     /// its mounts, ports, networks and aliases. JSON-able: save it with `fs::write_json`.
     #[rhai_fn(return_raw)]
-    pub fn spec(ctx: NativeCallContext, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
+    pub fn spec(ctx: NativeCallContext, name: &str) -> Result<Map, Box<EvalAltResult>> {
         let spec = call(&ctx, "capturing a container spec", |d| async move {
             d.spec(name).await
         })?;
-        to_script(&spec)
+        to_map(&spec)
     }
 
     /// Creates (does not start) a container from a spec `docker::spec` captured; returns its name.
@@ -849,14 +865,11 @@ pub mod api {
 
     /// The engine's inspect of an image (by name, tag or id).
     #[rhai_fn(return_raw)]
-    pub fn image_inspect(
-        ctx: NativeCallContext,
-        image: &str,
-    ) -> Result<Dynamic, Box<EvalAltResult>> {
+    pub fn image_inspect(ctx: NativeCallContext, image: &str) -> Result<Map, Box<EvalAltResult>> {
         let inspect = call(&ctx, "inspecting an image", |d| async move {
             d.image_inspect(image).await
         })?;
-        to_script(&inspect)
+        to_map(&inspect)
     }
 
     /// True when the image exists locally.
@@ -953,14 +966,11 @@ pub mod api {
 
     /// The engine's inspect of a volume.
     #[rhai_fn(return_raw)]
-    pub fn volume_inspect(
-        ctx: NativeCallContext,
-        name: &str,
-    ) -> Result<Dynamic, Box<EvalAltResult>> {
+    pub fn volume_inspect(ctx: NativeCallContext, name: &str) -> Result<Map, Box<EvalAltResult>> {
         let volume = call(&ctx, "inspecting a volume", |d| async move {
             d.volume_inspect(name).await
         })?;
-        to_script(&volume)
+        to_map(&volume)
     }
 
     /// True when the volume exists.
@@ -1095,14 +1105,11 @@ pub mod api {
 
     /// The engine's inspect of a network.
     #[rhai_fn(return_raw)]
-    pub fn network_inspect(
-        ctx: NativeCallContext,
-        name: &str,
-    ) -> Result<Dynamic, Box<EvalAltResult>> {
+    pub fn network_inspect(ctx: NativeCallContext, name: &str) -> Result<Map, Box<EvalAltResult>> {
         let network = call(&ctx, "inspecting a network", |d| async move {
             d.network_inspect(name).await
         })?;
-        to_script(&network)
+        to_map(&network)
     }
 
     /// True when the network exists.
@@ -1143,13 +1150,13 @@ pub mod api {
     /// A stack in one call: `#{name, containers, volumes, networks}` (rows as `containers`,
     /// `volumes` and `networks` return them).
     #[rhai_fn(return_raw)]
-    pub fn stack(ctx: NativeCallContext, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
+    pub fn stack(ctx: NativeCallContext, name: &str) -> Result<Map, Box<EvalAltResult>> {
         let view = call(
             &ctx,
             "reading a stack",
             |d| async move { d.stack(name).await },
         )?;
-        to_script(&view)
+        to_map(&view)
     }
 
     /// Starts a stack's stopped containers, dependencies first (`com.docker.compose.depends_on`,
