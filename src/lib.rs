@@ -5,6 +5,7 @@
 
 pub mod atomic_file;
 pub mod cli;
+pub mod docker;
 pub mod engine;
 pub mod error;
 pub mod locations;

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod certs;
 pub mod crypto;
+pub mod docker;
 pub mod env;
 pub mod findings;
 pub mod flow;
@@ -121,6 +122,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("fs", rhai::exported_module!(fs::api).into());
     engine.register_static_module("http", rhai::exported_module!(http::api).into());
     engine.register_static_module("host", rhai::exported_module!(host::api).into());
+    engine.register_static_module("docker", rhai::exported_module!(docker::api).into());
     engine.register_static_module("crypto", rhai::exported_module!(crypto::api).into());
     engine.register_static_module("backup", rhai::exported_module!(backup::api).into());
     engine.register_static_module("migrations", rhai::exported_module!(migrations::api).into());
