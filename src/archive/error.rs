@@ -30,7 +30,9 @@ pub enum Problem {
     NotEncrypted,
     #[error("it is encrypted with a passphrase, but an identity was given")]
     NeedsPassphrase,
-    #[error("it is encrypted to age recipients, but a passphrase was given; give an identity file")]
+    #[error(
+        "it is encrypted to age recipients, but a passphrase was given; give an identity file"
+    )]
     NeedsIdentity,
     #[error("wrong passphrase")]
     WrongPassphrase,
@@ -108,7 +110,9 @@ impl Error {
     pub fn from_io(e: io::Error, file: &Path, action: &str) -> Self {
         if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
             let inner = e.into_inner().expect("checked: it wraps an error");
-            return *inner.downcast::<Error>().expect("checked: it is an archive error");
+            return *inner
+                .downcast::<Error>()
+                .expect("checked: it is an archive error");
         }
         Error::io(file, action, e)
     }

@@ -348,7 +348,10 @@ impl Extraction<'_> {
             other => {
                 return Err(self.entry_error(
                     &name,
-                    format!("has an unsupported entry type `{}`", other.as_byte() as char),
+                    format!(
+                        "has an unsupported entry type `{}`",
+                        other.as_byte() as char
+                    ),
                 ))
             }
         }
@@ -374,8 +377,9 @@ impl Extraction<'_> {
                     .ok_or_else(|| self.entry_error(&name, "is a symlink without a target"))?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&link), &target)
                     .map_err(|e| self.io_error(&name, "create the symlink", e))?;
-                self.set_metadata(&target, meta, false)
-                    .map_err(|e| self.io_error(&name, "set the owner and mtime of the symlink", e))?;
+                self.set_metadata(&target, meta, false).map_err(|e| {
+                    self.io_error(&name, "set the owner and mtime of the symlink", e)
+                })?;
             }
             EntryType::Link => {
                 let link = entry
@@ -388,8 +392,9 @@ impl Extraction<'_> {
             }
             _ => {
                 self.write_file(entry, &name, &target)?;
-                self.set_metadata(&target, meta, true)
-                    .map_err(|e| self.io_error(&name, "set the owner, mode and mtime of the file", e))?;
+                self.set_metadata(&target, meta, true).map_err(|e| {
+                    self.io_error(&name, "set the owner, mode and mtime of the file", e)
+                })?;
             }
         }
         self.done.entries += 1;
@@ -423,10 +428,8 @@ impl Extraction<'_> {
                 }
                 Ok(meta) if meta.is_dir() => {}
                 Ok(_) => {
-                    return Err(self.entry_error(
-                        name,
-                        format!("its parent `{}` is not a directory", shown()),
-                    ))
+                    return Err(self
+                        .entry_error(name, format!("its parent `{}` is not a directory", shown())))
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
                     .mode(0o755)
@@ -444,10 +447,9 @@ impl Extraction<'_> {
     fn clear_place(&self, name: &str, target: &Path, is_dir: bool) -> Result<(), Error> {
         match fs::symlink_metadata(target) {
             Ok(meta) if meta.is_dir() && is_dir => Ok(()),
-            Ok(meta) if meta.is_dir() => Err(self.entry_error(
-                name,
-                "would replace a directory that is already there",
-            )),
+            Ok(meta) if meta.is_dir() => {
+                Err(self.entry_error(name, "would replace a directory that is already there"))
+            }
             Ok(_) => fs::remove_file(target)
                 .map_err(|e| self.io_error(name, "replace the file that is already there", e)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -481,7 +483,10 @@ impl Extraction<'_> {
                 Ok(_) => {
                     return Err(self.entry_error(
                         name,
-                        format!("the target `{}` of the hard link is not reachable", display(link)),
+                        format!(
+                            "the target `{}` of the hard link is not reachable",
+                            display(link)
+                        ),
                     ))
                 }
                 Err(e) => return Err(self.io_error(name, "find the target of the hard link", e)),
@@ -537,6 +542,23 @@ impl Extraction<'_> {
             .mode(0o600)
             .open(target)
             .map_err(|e| self.io_error(name, "create the file", e))?;
+        let copied = self.copy_into(entry, name, &mut file, sparse, claimed);
+        if copied.is_err() {
+            // A half-written file must not look restored.
+            let _ = fs::remove_file(target);
+        }
+        self.done.bytes += copied?;
+        Ok(())
+    }
+
+    fn copy_into<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+        file: &mut fs::File,
+        sparse: bool,
+        claimed: u64,
+    ) -> Result<u64, Error> {
         let mut written = 0u64;
         loop {
             self.check_stop()?;
@@ -556,12 +578,14 @@ impl Extraction<'_> {
             result.map_err(|e| self.io_error(name, "write the file", e))?;
             written += n as u64;
         }
+        if written < claimed {
+            return Err(self.entry_error(name, "the archive ends inside it (truncated)"));
+        }
         if sparse {
             file.set_len(written)
                 .map_err(|e| self.io_error(name, "set the size of the file", e))?;
         }
-        self.done.bytes += written;
-        Ok(())
+        Ok(written)
     }
 
     /// Owner first (a chown clears setuid bits), then mode, then mtime (last: the other

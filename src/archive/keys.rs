@@ -53,8 +53,8 @@ pub fn parse_recipient(text: &str) -> Result<age::x25519::Recipient, String> {
 /// Reads the X25519 identities of an identity file (`age-keygen` format: comments, blank
 /// lines, one `AGE-SECRET-KEY-1...` per line).
 pub fn read_identity_file(path: &Path) -> Result<Vec<age::x25519::Identity>, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(path, "read the identity file", e))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::io(path, "read the identity file", e))?;
     let mut identities = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -108,7 +108,10 @@ mod tests {
             panic!("a bad line was accepted")
         };
         let message = e.to_string();
-        assert!(message.contains("line 2 is not an age identity"), "{message}");
+        assert!(
+            message.contains("line 2 is not an age identity"),
+            "{message}"
+        );
         assert!(!message.contains("canary"), "{message}");
     }
 

@@ -208,7 +208,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut manifest = Manifest::new(Map::new());
         for name in ["a", "b", "c", "d"] {
-            manifest.artifacts.push(artifact(dir.path(), name, "content"));
+            manifest
+                .artifacts
+                .push(artifact(dir.path(), name, "content"));
         }
         let path = dir.path().join("manifest.json");
         manifest.write(&path).unwrap();

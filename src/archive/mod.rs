@@ -29,4 +29,4 @@ pub use options::{
     MIN_WORK_FACTOR,
 };
 pub use seal::{seal, seal_dir, Sealed};
-pub use unseal::{unseal, verify, Unsealed, UnsealOptions, Verified};
+pub use unseal::{unseal, verify, UnsealOptions, Unsealed, Verified};

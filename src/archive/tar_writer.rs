@@ -228,7 +228,10 @@ impl<W: Write> TreeWriter<'_, W> {
         let mut complete = true;
         while length > 0 {
             self.check_stop()?;
-            let want = self.buf.len().min(usize::try_from(length).unwrap_or(usize::MAX));
+            let want = self
+                .buf
+                .len()
+                .min(usize::try_from(length).unwrap_or(usize::MAX));
             let n = match file.read(&mut self.buf[..want]) {
                 Ok(0) => {
                     self.buf[..want].fill(0);

@@ -149,19 +149,26 @@ fn open(path: &Path, options: &UnsealOptions) -> Result<Unsealed, Error> {
         path: path.to_path_buf(),
     });
     let mut raw = BufReader::with_capacity(FILE_BUFFER, hashing);
-    let head = raw.fill_buf().map_err(|e| Error::from_io(e, path, "read"))?;
+    let head = raw
+        .fill_buf()
+        .map_err(|e| Error::from_io(e, path, "read"))?;
     let is_age = head.starts_with(AGE_MAGIC) || head.starts_with(AGE_ARMOR);
 
     let (mut plain, encryption): (Box<dyn BufRead + Send>, _) = if is_age {
         let (reader, encryption) = decrypt(raw, path, options)?;
-        (Box::new(BufReader::with_capacity(PLAIN_BUFFER, reader)), encryption)
+        (
+            Box::new(BufReader::with_capacity(PLAIN_BUFFER, reader)),
+            encryption,
+        )
     } else if matches!(options.key, Key::None) {
         (Box::new(raw), "none")
     } else {
         return Err(Error::new(path, Problem::NotEncrypted));
     };
 
-    let head = plain.fill_buf().map_err(|e| Error::from_io(e, path, "read"))?;
+    let head = plain
+        .fill_buf()
+        .map_err(|e| Error::from_io(e, path, "read"))?;
     let compression = if head.starts_with(ZSTD_MAGIC) {
         "zstd"
     } else if head.starts_with(GZIP_MAGIC) {
@@ -456,4 +463,3 @@ impl<R: Read> Read for Counter<R> {
         Ok(n)
     }
 }
-
