@@ -964,3 +964,243 @@ fn every_escape_attempt_is_refused_with_the_entry_named() {
         "{e}"
     );
 }
+
+// ---- the primitives, through the binary ---------------------------------------------------
+
+mod primitives {
+    use super::*;
+    use common::{header, Workspace};
+
+    const CANARY: &str = "canary-passphrase-7f3a9c";
+
+    fn workspace_with_data() -> Workspace {
+        let ws = Workspace::new();
+        make_tree(&ws.join("data"));
+        ws.write("dump.sql", &"INSERT INTO t VALUES (1);\n".repeat(1000));
+        ws
+    }
+
+    #[test]
+    fn pack_seal_manifest_verify_unpack_unseal_in_a_playbook() {
+        let ws = workspace_with_data();
+        let body = r#"
+let key = crypto::age_keygen("keys/backup.txt");
+let pw = env::secret("BACKUP_PASSPHRASE");
+let a = archive::pack("data", "set/data.tar.zst.age", #{passphrase: pw, work_factor: 10, name: "volume data"});
+let b = archive::seal("dump.sql", "set/dump.sql.zst.age", #{recipients: [key.recipient], compression: "gzip"});
+manifest::write("set/manifest.json", #{artifacts: [a, b], metadata: #{stack: "shop"}});
+let m = manifest::verify("set/manifest.json");
+let v = archive::verify("set/data.tar.zst.age", #{passphrase: pw, sha256: a.sha256});
+let u = archive::unpack("set/data.tar.zst.age", "restored", #{passphrase: pw, sha256: a.sha256, size: a.size});
+archive::unseal("set/dump.sql.zst.age", "restored.sql", #{identity: key.identity_file, sha256: b.sha256});
+let listed = archive::list("set/data.tar.zst.age", #{passphrase: pw});
+print(`pack ${a.entries} ${a.sha256} verify ${v.entries} unpack ${u.entries} listed ${listed.len()} artifacts ${m.artifacts.len()} with ${pw}`);
+"#;
+        ws.write("backup.rhai", &(header("backup", &[]) + body));
+        let out = ws.run_env(&["run", "backup.rhai"], &[("BACKUP_PASSPHRASE", CANARY)]);
+        out.expect_code(0);
+        assert!(!out.all_output().contains(CANARY), "{}", out.all_output());
+        assert!(!ws.journals().contains(CANARY));
+        assert!(out.stdout.contains("with ***"), "{}", out.stdout);
+
+        let sha = sha256_file(&ws.join("set/data.tar.zst.age")).unwrap();
+        let words: Vec<&str> = out.stdout.split_whitespace().collect();
+        assert_eq!(words[2], sha, "the returned SHA-256 is the file's");
+        assert_eq!(words[1], words[4], "verify counts the entries pack wrote");
+        assert_eq!(words[1], words[6], "unpack extracts them all");
+        assert_eq!(words[1], words[8], "list lists them all");
+        assert_same_tree(&ws.join("data"), &ws.join("restored"));
+        assert_eq!(ws.read("restored.sql"), ws.read("dump.sql"));
+        assert_eq!(
+            std::fs::metadata(ws.join("keys/backup.txt"))
+                .unwrap()
+                .mode()
+                & 0o777,
+            0o600
+        );
+
+        let manifest: serde_json::Value =
+            serde_json::from_str(&ws.read("set/manifest.json")).unwrap();
+        assert_eq!(manifest["format"], "runbook-manifest/1");
+        assert_eq!(manifest["metadata"]["stack"], "shop");
+        let artifacts = manifest["artifacts"].as_array().unwrap();
+        assert_eq!(artifacts[0]["name"], "volume data");
+        assert_eq!(artifacts[0]["file"], "data.tar.zst.age");
+        assert_eq!(artifacts[0]["sha256"], sha.as_str());
+        assert_eq!(artifacts[0]["encryption"], "age-passphrase");
+        assert_eq!(artifacts[1]["file"], "dump.sql.zst.age");
+        assert_eq!(artifacts[1]["compression"], "gzip");
+        assert_eq!(artifacts[1]["encryption"], "age-recipients");
+
+        // Alter one artifact and lose the other: one call names both.
+        let data = ws.join("set/data.tar.zst.age");
+        let mut bytes = std::fs::read(&data).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x20;
+        std::fs::write(&data, bytes).unwrap();
+        std::fs::remove_file(ws.join("set/dump.sql.zst.age")).unwrap();
+        ws.write(
+            "check.rhai",
+            &(header("check", &[]) + "manifest::verify(\"set/manifest.json\");\n"),
+        );
+        let out = ws.run(&["run", "check.rhai"]);
+        out.expect_code(1);
+        assert!(
+            out.stderr.contains("2 of 2 artifacts do not match")
+                && out
+                    .stderr
+                    .contains("`volume data` (data.tar.zst.age) has SHA-256")
+                && out
+                    .stderr
+                    .contains("`dump.sql.zst.age` (dump.sql.zst.age) is missing"),
+            "{}",
+            out.stderr
+        );
+    }
+
+    #[test]
+    fn a_dry_run_plans_every_write_and_writes_nothing() {
+        let ws = workspace_with_data();
+        let body = r#"
+let key = crypto::age_keygen("keys/backup.txt");
+let a = archive::pack("data", "set/data.tar.zst.age", #{recipients: ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]});
+manifest::write("set/manifest.json", #{artifacts: [a]});
+archive::unpack("set/data.tar.zst.age", "restored", #{identity: key.identity_file});
+archive::seal("dump.sql", "set/dump.zst", #{encrypt: false});
+"#;
+        ws.write("plan.rhai", &(header("plan", &[]) + body));
+        let out = ws.run(&["run", "--dry-run", "plan.rhai"]);
+        out.expect_code(0);
+        let plan = out.all_output();
+        for expected in [
+            "would crypto::age_keygen: write a new age identity to",
+            "would archive::pack: archive",
+            "entries,",
+            "bytes) to",
+            "(zstd level 3, 2 workers, age to age1ql3z7",
+            "would manifest::write: write the manifest of 1 artifacts to",
+            "would archive::unpack: extract",
+            "would archive::seal: seal",
+        ] {
+            assert!(plan.contains(expected), "missing `{expected}` in:\n{plan}");
+        }
+        for path in ["keys", "set", "restored"] {
+            assert!(!ws.join(path).exists(), "the dry run created {path}");
+        }
+    }
+
+    #[test]
+    fn keys_must_be_secrets_and_options_are_checked() {
+        let ws = workspace_with_data();
+        for (script, expected) in [
+            (
+                r#"archive::pack("data", "x.age", #{passphrase: "literal"});"#,
+                "option `passphrase` must be a Secret",
+            ),
+            (
+                r#"archive::pack("data", "x.age", #{});"#,
+                "archive::pack needs a key",
+            ),
+            (
+                r#"archive::pack("data", "x.age", #{encrypt: false, compresion: "gzip"});"#,
+                "unknown option `compresion`",
+            ),
+            (
+                r#"archive::pack("data", "x.age", #{recipients: ["age1nope"]});"#,
+                "`age1nope` is not an age recipient",
+            ),
+            (
+                r#"archive::pack("data", "x.age", #{encrypt: false, compression: "zstd", level: 40});"#,
+                "zstd level must be between 1 and 19, got 40",
+            ),
+        ] {
+            ws.write("bad.rhai", &(header("bad", &[]) + script + "\n"));
+            let out = ws.run(&["run", "bad.rhai"]);
+            out.expect_code(1);
+            assert!(out.stderr.contains(expected), "{script}: {}", out.stderr);
+            assert!(!ws.join("x.age").exists());
+        }
+    }
+
+    #[test]
+    fn a_wrong_passphrase_fails_the_run_with_one_sentence() {
+        let ws = workspace_with_data();
+        let body = r#"
+archive::pack("data", "d.tar.zst.age", #{passphrase: env::secret("RIGHT"), work_factor: 10});
+archive::unpack("d.tar.zst.age", "out", #{passphrase: env::secret("WRONG"), name: "volume `data`"});
+"#;
+        ws.write("p.rhai", &(header("p", &[]) + body));
+        let out = ws.run_env(
+            &["run", "p.rhai"],
+            &[
+                ("RIGHT", "right-passphrase-1"),
+                ("WRONG", "wrong-passphrase-2"),
+            ],
+        );
+        out.expect_code(1);
+        assert!(
+            out.stderr.contains("volume `data` (")
+                && out.stderr.contains("d.tar.zst.age): wrong passphrase"),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.all_output().contains("right-passphrase-1"));
+        assert!(!ws.join("out").join("etc").exists());
+    }
+
+    #[test]
+    fn crypto_helpers() {
+        let ws = Workspace::new();
+        let body = r#"
+let pw = crypto::random_password();
+let other = crypto::random_password(12);
+fs::write_secret("pw.txt", pw);
+fs::write_secret("other.txt", other);
+fs::write_secret("token.txt", crypto::random_token());
+print(`masked ${pw}`);
+print(`hmac ${crypto::hmac_sha256("Jefe", "what do ya want for nothing?")}`);
+print(`hmac-secret ${crypto::hmac_sha256(env::secret("KEY"), "what do ya want for nothing?")}`);
+print(`eq ${crypto::constant_time_eq(pw, pw)} ${crypto::constant_time_eq(pw, other)} ${crypto::constant_time_eq("abc", "abc")}`);
+let blob = blob(3, 0x61);
+print(`blob ${crypto::sha256(blob)} text ${crypto::sha256("aaa")}`);
+"#;
+        ws.write("c.rhai", &(header("c", &[]) + body));
+        let out = ws.run_env(&["run", "c.rhai"], &[("KEY", "Jefe")]);
+        out.expect_code(0);
+        let pw = ws.read("pw.txt");
+        assert_eq!(pw.len(), 32);
+        assert!(pw.bytes().all(|b| b.is_ascii_alphanumeric()), "{pw}");
+        assert_eq!(ws.read("other.txt").len(), 12);
+        assert_ne!(pw, ws.read("other.txt"));
+        let token = ws.read("token.txt");
+        assert!(token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(out.stdout.contains("masked ***") && !out.stdout.contains(&pw));
+        // RFC 4231, test case 2.
+        let rfc = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        assert!(
+            out.stdout.contains(&format!("hmac {rfc}")),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains(&format!("hmac-secret {rfc}")),
+            "{}",
+            out.stdout
+        );
+        assert!(out.stdout.contains("eq true false true"), "{}", out.stdout);
+        let aaa = "9834876dcfb05cb167a5c24953eba58c4ac89b1adf57f28f2f9d09af107ee8f0";
+        assert!(
+            out.stdout.contains(&format!("blob {aaa} text {aaa}")),
+            "{}",
+            out.stdout
+        );
+
+        ws.write(
+            "ask.rhai",
+            &(header("ask", &[]) + "crypto::prompt_passphrase(\"Backup passphrase:\");\n"),
+        );
+        let out = ws.run(&["run", "ask.rhai"]);
+        out.expect_code(3);
+        assert!(out.stderr.contains("no terminal"), "{}", out.stderr);
+    }
+}

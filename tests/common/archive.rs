@@ -7,7 +7,15 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use runbook::archive::sha256_file;
+
+/// SHA-256 of a file, hex (not the library's: `common` is shared by test crates that do not
+/// link it).
+pub fn file_digest(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut hasher).unwrap();
+    hex::encode(hasher.finalize())
+}
 
 /// True when running as root (owners can be set and must survive).
 pub fn is_root() -> bool {
@@ -156,7 +164,7 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
             format!(
                 "file {} bytes sha256 {}{linked}",
                 meta.len(),
-                sha256_file(&abs).unwrap()
+                file_digest(&abs)
             )
         };
         let mode = if meta.file_type().is_symlink() {
