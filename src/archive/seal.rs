@@ -1,9 +1,9 @@
 //! Data → compress → encrypt → file, in one streaming pass with the file's SHA-256 computed on
 //! the way. The file is written under a temporary name, fsynced and renamed: it appears whole
-//! or not at all. Memory stays bounded whatever the size (the zstd workers' buffers, one
-//! read buffer, one write buffer).
+//! or not at all. Memory stays bounded whatever the size: the zstd workers' job buffers, one
+//! read buffer, one age chunk.
 
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use age::secrecy::SecretString;
@@ -17,8 +17,6 @@ use crate::atomic_file::AtomicFile;
 
 /// Per read of the source.
 const BUFFER: usize = 1 << 20;
-/// Between the encryption and the file: one write syscall per MiB.
-const FILE_BUFFER: usize = 1 << 20;
 /// Input per zstd worker job. zstd's default at level 3 is 8 MiB; 4 MiB keeps the buffers of
 /// two workers well under the memory budget at no measurable cost in ratio.
 const ZSTD_JOB_SIZE: u32 = 4 << 20;
@@ -97,7 +95,8 @@ pub fn seal_dir(dir: &Path, dest: &Path, options: &SealOptions) -> Result<Sealed
     Ok(sealed)
 }
 
-type FileSink = HashingWriter<BufWriter<AtomicFile>>;
+// Unbuffered: age hands over 64 KiB chunks and zstd 128 KiB blocks, large enough writes.
+type FileSink = HashingWriter<AtomicFile>;
 
 enum Encrypt {
     Age(age::stream::StreamWriter<FileSink>),
@@ -110,7 +109,7 @@ enum Compress {
     Plain(Encrypt),
 }
 
-/// The writer chain: compression → encryption → SHA-256 → buffered temporary file.
+/// The writer chain: compression → encryption → SHA-256 → temporary file.
 struct Pipeline {
     out: Compress,
     dest: PathBuf,
@@ -154,7 +153,7 @@ impl Pipeline {
         let encryptor = encryptor(&options.encryption).map_err(|p| Error::new(dest, p))?;
         let file = AtomicFile::create(dest, 0o600)
             .map_err(|e| Error::io(dest, "create the temporary file for", e))?;
-        let sink = HashingWriter::new(BufWriter::with_capacity(FILE_BUFFER, file));
+        let sink = HashingWriter::new(file);
         let write_error = |e| Error::io(dest, "write", e);
         let encrypt = match encryptor {
             Some(encryptor) => Encrypt::Age(encryptor.wrap_output(sink).map_err(write_error)?),
@@ -205,10 +204,7 @@ impl Pipeline {
             Encrypt::Age(writer) => writer.finish().map_err(fail("finish encrypting"))?,
             Encrypt::Plain(sink) => sink,
         };
-        let (buffered, bytes, sha256) = sink.finish();
-        let file = buffered
-            .into_inner()
-            .map_err(|e| Error::io(&dest, "write", e.into_error()).for_artifact(artifact))?;
+        let (file, bytes, sha256) = sink.finish();
         file.commit().map_err(fail("sync and rename into place"))?;
         Ok(Sealed {
             path: dest.clone(),
