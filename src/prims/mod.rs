@@ -1,6 +1,7 @@
 //! The primitives scripts call, one module per family, all registered here. `runbook doc`
 //! generates the reference from the doc comments in these modules.
 
+pub mod archive;
 pub mod backup;
 pub mod certs;
 pub mod crypto;
@@ -12,6 +13,7 @@ pub mod fs;
 pub mod host;
 pub mod http;
 pub mod log;
+pub mod manifest;
 pub mod migrations;
 pub mod secret;
 pub mod text;
@@ -124,6 +126,8 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("host", rhai::exported_module!(host::api).into());
     engine.register_static_module("docker", rhai::exported_module!(docker::api).into());
     engine.register_static_module("crypto", rhai::exported_module!(crypto::api).into());
+    engine.register_static_module("archive", rhai::exported_module!(archive::api).into());
+    engine.register_static_module("manifest", rhai::exported_module!(manifest::api).into());
     engine.register_static_module("backup", rhai::exported_module!(backup::api).into());
     engine.register_static_module("migrations", rhai::exported_module!(migrations::api).into());
     engine.register_static_module("certs", rhai::exported_module!(certs::api).into());
