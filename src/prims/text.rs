@@ -14,4 +14,11 @@ pub mod api {
             .collect::<Vec<_>>()
             .join(separator)
     }
+
+    /// A copy of a string without leading and trailing whitespace: `out.stderr.trimmed()`.
+    /// (Rhai's own `trim` changes a string variable in place and returns nothing.)
+    #[rhai_fn(global)]
+    pub fn trimmed(text: &str) -> String {
+        text.trim().to_string()
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod docker;
+pub mod stack;
 pub mod terminal;
 
 use std::io::Write;
