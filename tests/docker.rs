@@ -10,9 +10,9 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::docker::{
-    available, docker, inspect, playbook, playbook_with, result, Objects, BUSYBOX, POSTGRES,
+    docker, inspect, playbook, playbook_with, result, setup, Objects, BUSYBOX, POSTGRES,
 };
-use common::{run_id, Workspace};
+use common::run_id;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -25,10 +25,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 #[test]
 fn the_engine_answers_and_an_unreachable_one_is_named() {
-    if !available() {
+    let Some((ws, _objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
+    };
     let out = playbook(
         &ws,
         "docker::ping();\nlet v = docker::version();\n#{ api: v.ApiVersion, os: v.Os }",
@@ -53,11 +52,9 @@ fn the_engine_answers_and_an_unreachable_one_is_named() {
 
 #[test]
 fn a_missing_container_or_volume_is_named_and_nothing_is_written() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let missing = objects.name("missing");
     let out = playbook(&ws, &format!("docker::inspect(\"{missing}\");"));
     out.expect_code(1);
@@ -95,11 +92,9 @@ fn a_missing_container_or_volume_is_named_and_nothing_is_written() {
 
 #[test]
 fn containers_are_listed_by_stack_status_and_label() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let stack = objects.name("shop");
     let compose = format!("com.docker.compose.project={stack}");
     let own = format!("runbook.stack={stack}");
@@ -143,11 +138,9 @@ let names = |rows| rows.map(|r| r.name);
 
 #[test]
 fn lifecycle_start_stop_restart_kill_rename_logs_remove() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let logger = [
         "sh",
         "-c",
@@ -226,11 +219,9 @@ fn lifecycle_start_stop_restart_kill_rename_logs_remove() {
 
 #[test]
 fn wait_reports_health_with_the_container_and_its_last_check() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let healthy = objects.run(
         "ok",
         &["--health-cmd", "true", "--health-interval", "1s"],
@@ -350,11 +341,9 @@ fn recreatable(inspect: &Value) -> Value {
 
 #[test]
 fn a_captured_spec_recreates_an_equal_container() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let data = objects.volume("data", &[]);
     let front = objects.network("front", &[]);
     let back = objects.network("back", &[]);
@@ -482,39 +471,34 @@ step("recreate", || {{
     assert_eq!(config["Entrypoint"], json!(["sh"]));
 }
 
+/// Runs a shell script in a throwaway busybox container with the volume at `/v`.
+fn in_volume(volume: &str, read_only: bool, script: &str) -> String {
+    let mount = format!("{volume}:/v{}", if read_only { ":ro" } else { "" });
+    let label = Objects::label();
+    docker(&[
+        "run", "--rm", "--label", &label, "-v", &mount, BUSYBOX, "sh", "-ec", script,
+    ])
+}
+
 /// Every entry of a volume, as the container sees it: path, type, mode, owner, size, mtime,
 /// link count, symlink target and content hash.
 fn volume_listing(volume: &str) -> String {
-    let mount = format!("{volume}:/v:ro");
-    docker(&[
-        "run",
-        "--rm",
-        "--label",
-        &Objects::label(),
-        "-v",
-        &mount,
-        BUSYBOX,
-        "sh",
-        "-c",
+    in_volume(
+        volume,
+        true,
         "cd /v && find . | sort | while read -r p; do \
            stat -c '%n %F %a %u %g %s %Y %h' \"$p\"; \
            if [ -L \"$p\" ]; then readlink \"$p\"; elif [ -f \"$p\" ]; then sha256sum < \"$p\"; fi; \
          done",
-    ])
+    )
 }
 
+/// Owners, modes (setuid too), symlinks (one dangling), a hard link, an old mtime, an empty
+/// directory and a 64 MiB file of random bytes.
 fn fill_volume(volume: &str) {
-    let mount = format!("{volume}:/v");
-    docker(&[
-        "run",
-        "--rm",
-        "--label",
-        &Objects::label(),
-        "-v",
-        &mount,
-        BUSYBOX,
-        "sh",
-        "-ec",
+    in_volume(
+        volume,
+        false,
         "mkdir -p /v/etc /v/empty /v/deep/a/b/c
          echo config > /v/etc/app.conf; chown 1000:1000 /v/etc/app.conf; chmod 0640 /v/etc/app.conf
          echo key > /v/etc/key; chown 999:999 /v/etc/key; chmod 0600 /v/etc/key
@@ -524,16 +508,14 @@ fn fill_volume(volume: &str) {
          dd if=/dev/urandom of=/v/large.bin bs=1M count=64 2>/dev/null
          touch -d '2020-01-02 03:04:05' /v/etc/app.conf /v/deep/a
          chown 1000:1000 /v/deep; chmod 0700 /v/empty; chmod 0750 /v; chown 999:999 /v",
-    ]);
+    );
 }
 
 #[test]
 fn a_volume_comes_back_byte_identical() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let original = objects.volume("original", &[]);
     let restored = objects.volume("restored", &[]);
     fill_volume(&original);
@@ -620,10 +602,9 @@ fn tar_entries(tar: &[u8]) -> BTreeMap<String, String> {
 
 #[test]
 fn rust_pipelines_stream_volumes_and_exec_output_on_blocking_threads() {
-    if !available() {
+    let Some((_ws, objects)) = setup() else {
         return;
-    }
-    let objects = Objects::new();
+    };
     let original = objects.volume("source", &[]);
     let copy = objects.volume("copy", &[]);
     fill_volume(&original);
@@ -698,11 +679,9 @@ fn rust_pipelines_stream_volumes_and_exec_output_on_blocking_threads() {
 
 #[test]
 fn exec_with_stdin_runs_sql_in_postgres() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let password = format!("pg-{}-secret", run_id());
     let pg = objects.postgres("pg", &ws, &password);
     let ip = inspect("container", &pg)["NetworkSettings"]["IPAddress"]
@@ -758,11 +737,9 @@ let db = pg::target("{pg}", "postgres", "postgres", fs::read_secret("password"))
 
 #[test]
 fn a_password_handed_to_exec_is_absent_from_ps_and_inspect() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let password = format!("canary-{}-{:08x}", run_id(), rand::random::<u32>());
     let pg = objects.postgres("pg", &ws, "server-password");
     ws.write("password", &password);
@@ -872,11 +849,9 @@ fn refused(pg) {{
 
 #[test]
 fn exec_output_streams_to_a_file_that_appears_only_on_success() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let c = objects.run("dump", &[], BUSYBOX, SLEEPER);
     let out = playbook(
         &ws,
@@ -915,11 +890,9 @@ let bad = docker::exec_to_file("{c}", ["sh", "-c", "echo partial; echo failed >&
 
 #[test]
 fn a_dry_run_plans_every_change_and_makes_none() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let c = objects.run("dry", &[], BUSYBOX, SLEEPER);
     let data = objects.volume("data", &[]);
     let planned_volume = objects.track_volume(&objects.name("planned"));
@@ -981,11 +954,9 @@ docker::wait("{c}", "healthy", 1);
 
 #[test]
 fn images_are_tagged_inspected_listed_and_removed() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let tag = objects.track_image(&format!("runbook-test/busybox:{}", objects.name("tag")));
     let out = playbook(
         &ws,
@@ -1013,11 +984,9 @@ docker::image_remove("{tag}");
 
 #[test]
 fn volumes_and_networks_are_created_listed_by_stack_and_removed() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let stack = objects.name("shop");
     let compose = format!("com.docker.compose.project={stack}");
     let labelled = objects.volume("labelled", &[&compose]);
@@ -1076,11 +1045,9 @@ result"#
 
 #[test]
 fn a_stack_starts_dependencies_first_and_stops_them_last() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let stack = objects.name("svc");
     let project = format!("com.docker.compose.project={stack}");
     let service = |name: &str, depends_on: &str, extra: &[&str]| {

@@ -93,7 +93,7 @@ impl DockerError {
             | E::NoHomePathError
             | E::UnsupportedURISchemeError { .. }) => DockerError::Unreachable {
                 host: host.to_string(),
-                reason: chain(&e),
+                reason: root_cause(&e),
             },
             other => DockerError::Refused {
                 target,
@@ -114,7 +114,17 @@ fn refers_to_other_object(target: &Target, message: &str) -> bool {
     }
 }
 
-/// An error and its sources, joined: hyper's "client error (Connect)" alone says nothing.
+/// The innermost cause ("Connection refused (os error 111)"): hyper's wrappers around it
+/// ("client error (Connect)") say nothing an operator can act on.
+fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut cause = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
+}
+
+/// An error and its sources, joined.
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

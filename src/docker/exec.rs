@@ -87,31 +87,26 @@ impl ExecStream {
     /// The exit status, once the process ended and its credential files are gone. Unread
     /// stdout is discarded.
     pub async fn finish(self) -> Result<ExecStatus> {
-        let ExecStream {
-            stdout,
-            done,
-            container,
-        } = self;
-        drop(stdout);
-        done.await.unwrap_or_else(|_| Err(abandoned(&container)))
+        let (done, container) = self.status_only();
+        done.await.unwrap_or_else(|_| Err(abandoned(container)))
     }
 
     /// [`ExecStream::finish`] for a blocking thread (outside the async runtime).
     pub fn wait(self) -> Result<ExecStatus> {
-        let ExecStream {
-            stdout,
-            done,
-            container,
-        } = self;
-        drop(stdout);
+        let (done, container) = self.status_only();
         done.blocking_recv()
-            .unwrap_or_else(|_| Err(abandoned(&container)))
+            .unwrap_or_else(|_| Err(abandoned(container)))
+    }
+
+    /// Drops the stdout receiver (the exec then runs to its end unread) for the status.
+    fn status_only(self) -> (oneshot::Receiver<Result<ExecStatus>>, String) {
+        (self.done, self.container)
     }
 }
 
-fn abandoned(container: &str) -> DockerError {
+fn abandoned(container: String) -> DockerError {
     DockerError::Refused {
-        target: Target::Container(container.into()),
+        target: Target::Container(container),
         message: "the exec was abandoned before it reported its exit code".into(),
     }
 }

@@ -18,7 +18,7 @@ use super::{
 use crate::atomic_file::AtomicFile;
 use crate::docker::{
     self, BatchOptions, Condition, ContainerFilter, ContainerSpec, Docker, ExecInput, ExecRequest,
-    NetworkOptions, SecretFile, VolumeOptions,
+    Labelled, NetworkOptions, SecretFile, StackView, VolumeOptions,
 };
 use crate::run::Run;
 use crate::secrets::Secret;
@@ -876,11 +876,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn image_exists(ctx: NativeCallContext, image: &str) -> Result<bool, Box<EvalAltResult>> {
         call(&ctx, "looking for an image", |d| async move {
-            match d.image_inspect(image).await {
-                Ok(_) => Ok(true),
-                Err(docker::DockerError::NotFound { .. }) => Ok(false),
-                Err(e) => Err(e),
-            }
+            d.image_exists(image).await
         })
     }
 
@@ -947,21 +943,13 @@ pub mod api {
         ctx: NativeCallContext,
         filter: Map,
     ) -> Result<Array, Box<EvalAltResult>> {
-        let labels = label_filters(&filter)?;
-        let rows = match opt_string(&filter, "stack")? {
-            Some(stack) => call(&ctx, "listing volumes", |d| async move {
-                let view = d.stack(&stack).await?;
-                Ok(view
-                    .volumes
-                    .into_iter()
-                    .filter(|v| labels.iter().all(|l| has_label(&v.labels, l)))
-                    .collect::<Vec<_>>())
-            })?,
-            None => call(&ctx, "listing volumes", |d| async move {
-                d.volumes(&labels).await
-            })?,
-        };
-        to_list(&rows)
+        super::stack_or_labelled(
+            &ctx,
+            &filter,
+            "listing volumes",
+            |view| view.volumes,
+            |d, labels| async move { d.volumes(&labels).await },
+        )
     }
 
     /// The engine's inspect of a volume.
@@ -1086,21 +1074,13 @@ pub mod api {
         ctx: NativeCallContext,
         filter: Map,
     ) -> Result<Array, Box<EvalAltResult>> {
-        let labels = label_filters(&filter)?;
-        let rows = match opt_string(&filter, "stack")? {
-            Some(stack) => call(&ctx, "listing networks", |d| async move {
-                let view = d.stack(&stack).await?;
-                Ok(view
-                    .networks
-                    .into_iter()
-                    .filter(|n| labels.iter().all(|l| has_label(&n.labels, l)))
-                    .collect::<Vec<_>>())
-            })?,
-            None => call(&ctx, "listing networks", |d| async move {
-                d.networks(&labels).await
-            })?,
-        };
-        to_list(&rows)
+        super::stack_or_labelled(
+            &ctx,
+            &filter,
+            "listing networks",
+            |view| view.networks,
+            |d, labels| async move { d.networks(&labels).await },
+        )
     }
 
     /// The engine's inspect of a network.
@@ -1193,11 +1173,32 @@ pub mod api {
     }
 }
 
-fn has_label(labels: &BTreeMap<String, String>, filter: &str) -> bool {
-    match filter.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|value| value == v),
-        None => labels.contains_key(filter),
-    }
+/// Volumes or networks: a stack's (from its view: labelled, or used by its containers) or
+/// the engine's, carrying the filter's labels either way.
+fn stack_or_labelled<T, F, Fut>(
+    ctx: &NativeCallContext,
+    filter: &Map,
+    what: &str,
+    of_stack: fn(StackView) -> Vec<T>,
+    all: F,
+) -> PrimResult<Array>
+where
+    T: Serialize + Labelled,
+    F: FnOnce(Docker, Vec<String>) -> Fut,
+    Fut: Future<Output = docker::Result<Vec<T>>>,
+{
+    let labels = label_filters(filter)?;
+    let rows = match opt_string(filter, "stack")? {
+        Some(stack) => call(ctx, what, |d| async move {
+            let rows = of_stack(d.stack(&stack).await?);
+            Ok(rows
+                .into_iter()
+                .filter(|row| labels.iter().all(|l| row.has_label(l)))
+                .collect::<Vec<_>>())
+        })?,
+        None => call(ctx, what, |d| all(d, labels))?,
+    };
+    to_list(&rows)
 }
 
 fn volume_create(ctx: &NativeCallContext, name: &str, options: &Map) -> PrimResult<()> {
