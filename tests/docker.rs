@@ -1120,3 +1120,178 @@ fn a_stack_starts_dependencies_first_and_stops_them_last() {
     assert!(time(&web_state["FinishedAt"]) <= time(&api_state["FinishedAt"]));
     assert!(time(&api_state["FinishedAt"]) <= time(&db_state["FinishedAt"]));
 }
+
+/// A TCP endpoint in front of the engine's socket, as a remote engine is reached: plain, or
+/// TLS requiring a client certificate from the CA in `certs`. Serves until the tests end.
+fn engine_endpoint(certs: Option<&std::path::Path>) -> u16 {
+    use std::sync::Arc;
+    use tokio_rustls::rustls::{self, pki_types::pem::PemObject, pki_types::*};
+    let acceptor = certs.map(|dir| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
+            roots.add(ca.unwrap()).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let chain = CertificateDer::pem_file_iter(dir.join("server.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(dir.join("server-key.pem")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut engine) =
+                        tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                    else {
+                        return;
+                    };
+                    match acceptor {
+                        Some(acceptor) => {
+                            if let Ok(mut tls) = acceptor.accept(tcp).await {
+                                let _ = tokio::io::copy_bidirectional(&mut tls, &mut engine).await;
+                            }
+                        }
+                        None => {
+                            let mut tcp = tcp;
+                            let _ = tokio::io::copy_bidirectional(&mut tcp, &mut engine).await;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    port
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate in `dir` (the layout
+/// `DOCKER_CERT_PATH` expects: ca.pem, cert.pem, key.pem).
+fn make_certs(dir: &std::path::Path, ca_name: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let subject = format!("/CN={ca_name}");
+    let days = ["-days", "1"];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &days,
+            &["-keyout", "ca-key.pem", "-out", "ca.pem", "-subj", &subject],
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (who, cn) in [("server", "127.0.0.1"), ("client", "runbook")] {
+        let (key, csr, cert, ext) = (
+            format!("{who}-key.pem"),
+            format!("{who}.csr"),
+            format!("{who}.pem"),
+            format!("{who}.ext"),
+        );
+        let subject = format!("/CN={cn}");
+        openssl(
+            &[
+                &["req"],
+                &ec[..],
+                &["-keyout", &key, "-out", &csr, "-subj", &subject],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca-key.pem",
+                ],
+                &days[..],
+                &["-CAcreateserial", "-out", &cert, "-extfile", &ext],
+            ]
+            .concat(),
+        );
+    }
+    std::fs::copy(dir.join("client.pem"), dir.join("cert.pem")).unwrap();
+    std::fs::copy(dir.join("client-key.pem"), dir.join("key.pem")).unwrap();
+}
+
+#[test]
+fn the_engine_is_reached_over_tcp_and_over_tls_with_client_certificates() {
+    let Some((ws, _objects)) = setup() else {
+        return;
+    };
+    let certs = ws.join("certs");
+    make_certs(&certs, "runbook-test-ca");
+    make_certs(&ws.join("stranger"), "some-other-ca");
+    let body = "docker::version().ApiVersion";
+
+    let tcp = format!("tcp://127.0.0.1:{}", engine_endpoint(None));
+    let out = playbook_with(&ws, body, &[], &[("DOCKER_HOST", &tcp)]);
+    assert!(result(&out).as_str().unwrap().starts_with("1."));
+
+    let tls = format!("tcp://127.0.0.1:{}", engine_endpoint(Some(&certs)));
+    let with_certs = |dir: &str| {
+        let env = [
+            ("DOCKER_HOST", tls.as_str()),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", dir),
+        ];
+        playbook_with(&ws, body, &[], &env)
+    };
+    let out = with_certs(&certs.display().to_string());
+    assert!(result(&out).as_str().unwrap().starts_with("1."));
+
+    // Certificates from another CA: the engine's certificate is not trusted.
+    let out = with_certs(&ws.join("stranger").display().to_string());
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains(&format!("Docker engine at {tls} is not reachable: "))
+            && out.stderr.contains("certificate"),
+        "{}",
+        out.stderr
+    );
+}

@@ -68,6 +68,9 @@ impl Docker {
             host: host.to_string(),
             reason,
         };
+        // TLS: two rustls providers are compiled in (ring for bollard, aws-lc-rs for another
+        // dependency), so rustls cannot pick one by itself. An error means one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let api = bollard::Docker::connect_with_host(host)
             .map_err(|e| DockerError::from_api(host, Target::Engine, e))?
             .with_timeout(Duration::from_secs(REQUEST_TIMEOUT));
