@@ -600,6 +600,28 @@ fn tar_entries(tar: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
+fn exec_request(argv: &[&str]) -> runbook::docker::ExecRequest {
+    runbook::docker::ExecRequest {
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// An input that yields some bytes, then fails (a truncated or tampered archive).
+struct Corrupt(usize);
+
+impl Read for Corrupt {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0 == 0 {
+            return Err(std::io::Error::other("the archive is corrupt"));
+        }
+        let n = buf.len().min(self.0);
+        buf[..n].fill(b'x');
+        self.0 -= n;
+        Ok(n)
+    }
+}
+
 #[test]
 fn rust_pipelines_stream_volumes_and_exec_output_on_blocking_threads() {
     let Some((_ws, objects)) = setup() else {
@@ -629,16 +651,11 @@ fn rust_pipelines_stream_volumes_and_exec_output_on_blocking_threads() {
             .unwrap();
         assert_eq!(imported, tar.len() as u64);
 
-        let request = runbook::docker::ExecRequest {
-            argv: [
-                "sh",
-                "-c",
-                "head -c 30000000 /dev/urandom | tee /tmp/dump; sha256sum < /tmp/dump >&2",
-            ]
-            .map(String::from)
-            .to_vec(),
-            ..Default::default()
-        };
+        let request = exec_request(&[
+            "sh",
+            "-c",
+            "head -c 30000000 /dev/urandom | tee /tmp/dump; sha256sum < /tmp/dump >&2",
+        ]);
         let stream = engine
             .exec_stream(&c, request, runbook::docker::ExecInput::None)
             .await
@@ -661,6 +678,36 @@ fn rust_pipelines_stream_volumes_and_exec_output_on_blocking_threads() {
         })
         .await
         .unwrap();
+
+        // A restore feeds a dump from a decrypting reader into psql's stdin the same way.
+        let input: Vec<u8> = (0..20_000_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = sha256_hex(&input);
+        let hashed = engine
+            .exec(
+                &c,
+                exec_request(&["sha256sum"]),
+                runbook::docker::ExecInput::Reader(Box::new(std::io::Cursor::new(input))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hashed.code, 0);
+        assert_eq!(
+            String::from_utf8_lossy(&hashed.stdout),
+            format!("{expected}  -\n")
+        );
+        let failed = engine
+            .exec(
+                &c,
+                exec_request(&["wc", "-c"]),
+                runbook::docker::ExecInput::Reader(Box::new(Corrupt(100_000))),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            failed.to_string(),
+            format!("container `{c}`: reading the exec's input failed: the archive is corrupt"),
+            "a broken input fails the exec even though the process exited 0"
+        );
         (sha256_hex(&tar), dump)
     });
     assert!(!tar_hash.is_empty());
@@ -1002,6 +1049,7 @@ fn volumes_and_networks_are_created_listed_by_stack_and_removed() {
     let made_volume = objects.track_volume(&objects.name("made-volume"));
     let made_network = objects.track_network(&objects.name("made-network"));
     let run = run_id();
+    let prefix = objects.name("");
     let out = playbook(
         &ws,
         &format!(
@@ -1015,6 +1063,8 @@ let result = #{{
     containers: names.call(view.containers),
     volumes: names.call(view.volumes),
     networks: names.call(view.networks),
+    every_volume: names.call(docker::volumes()).filter(|n| n.starts_with("{prefix}")),
+    every_network: names.call(docker::networks()).filter(|n| n.starts_with("{prefix}")),
     listed_volumes: names.call(docker::volumes(#{{ stack: "{stack}" }})),
     listed_networks: names.call(docker::networks(#{{ stack: "{stack}" }})),
     by_label: names.call(docker::volumes(#{{ label: "runbook.stack={stack}" }})),
@@ -1035,6 +1085,8 @@ result"#
     assert_eq!(r["containers"], json!([web]));
     assert_eq!(r["volumes"], json!(volumes));
     assert_eq!(r["networks"], json!(networks));
+    assert_eq!(r["every_volume"], json!(volumes));
+    assert_eq!(r["every_network"], json!(networks));
     assert_eq!(r["listed_volumes"], json!(volumes));
     assert_eq!(r["listed_networks"], json!(networks));
     assert_eq!(r["by_label"], json!([made_volume]));

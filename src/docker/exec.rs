@@ -127,10 +127,12 @@ impl Docker {
         let mut stream = self.exec_stream(container, request, input).await?;
         let mut stdout = Vec::new();
         while let Some(chunk) = stream.stdout.next_chunk().await {
-            let chunk = chunk.map_err(|source| DockerError::Io {
-                target: Target::Container(container.into()),
-                context: "reading the exec's output failed".into(),
-                source,
+            let chunk = chunk.map_err(|e| {
+                DockerError::from_stream(
+                    Target::Container(container.into()),
+                    "reading the exec's output failed",
+                    e,
+                )
             })?;
             stdout.extend_from_slice(&chunk);
         }
@@ -231,18 +233,14 @@ impl Docker {
             Ok(stderr) => stderr,
             Err(e) => {
                 let error = self.error(target, e);
-                let _ = tx.send(Err(std::io::Error::other(error.to_string()))).await;
+                let _ = tx.send(Err(std::io::Error::other(error.clone()))).await;
                 return Err(error);
             }
         };
         let code = self.exit_code(container, exec_id).await?;
         if let Err(FeedError::Input(source)) = fed {
-            let error = DockerError::Io {
-                target,
-                context: "reading the exec's input failed".into(),
-                source,
-            };
-            let _ = tx.send(Err(std::io::Error::other(error.to_string()))).await;
+            let error = DockerError::io(target, "reading the exec's input failed", source);
+            let _ = tx.send(Err(std::io::Error::other(error.clone()))).await;
             return Err(error);
         }
         Ok(ExecStatus { code, stderr })

@@ -75,7 +75,7 @@ impl Docker {
                     }
                     Err(e) => {
                         let error = this.error(target.clone(), e);
-                        let _ = tx.send(Err(std::io::Error::other(error.to_string()))).await;
+                        let _ = tx.send(Err(std::io::Error::other(error))).await;
                         break;
                     }
                 }
@@ -125,16 +125,16 @@ impl Docker {
             .api
             .upload_to_container(helper, Some(options), bollard::body_try_stream(body))
             .await;
-        let pumped = pump.await.map_err(|e| DockerError::Io {
-            target: target.clone(),
-            context: "reading the archive failed".into(),
-            source: std::io::Error::other(e.to_string()),
+        let pumped = pump.await.map_err(|e| {
+            DockerError::io(
+                target.clone(),
+                "reading the archive failed",
+                std::io::Error::other(e.to_string()),
+            )
         })?;
         // A reader that failed explains a failed upload better than the upload does.
-        let (bytes, root) = pumped.map_err(|source| DockerError::Io {
-            target: target.clone(),
-            context: "reading the archive failed".into(),
-            source,
+        let (bytes, root) = pumped.map_err(|source| {
+            DockerError::io(target.clone(), "reading the archive failed", source)
         })?;
         uploaded.map_err(|e| self.error(target.clone(), e))?;
         if let Some(root) = root {

@@ -393,17 +393,13 @@ fn exec_to_file(
         let mut stream = d.exec_stream(container, request, input).await?;
         let mut bytes: u64 = 0;
         while let Some(chunk) = stream.stdout.next_chunk().await {
-            let chunk = chunk.map_err(|source| docker::DockerError::Io {
-                target: docker::Target::Container(container.into()),
-                context: "reading the exec's output failed".into(),
-                source,
+            let target = || docker::Target::Container(container.into());
+            let chunk = chunk.map_err(|e| {
+                docker::DockerError::from_stream(target(), "reading the exec's output failed", e)
             })?;
-            out.write_all(&chunk)
-                .map_err(|source| docker::DockerError::Io {
-                    target: docker::Target::Container(container.into()),
-                    context: format!("cannot write {file}"),
-                    source,
-                })?;
+            out.write_all(&chunk).map_err(|e| {
+                docker::DockerError::io(target(), format!("cannot write {file}"), e)
+            })?;
             bytes += chunk.len() as u64;
         }
         let status = stream.finish().await?;
@@ -470,15 +466,17 @@ fn volume_export(
             let mut stream = d.volume_export(volume, image.as_deref()).await?;
             let mut bytes: u64 = 0;
             while let Some(chunk) = stream.next_chunk().await {
-                let fail = |context: String, source| docker::DockerError::Io {
-                    target: docker::Target::Volume(volume.into()),
-                    context,
-                    source,
-                };
-                let chunk =
-                    chunk.map_err(|e| fail("the engine's archive stream failed".into(), e))?;
-                out.write_all(&chunk)
-                    .map_err(|e| fail(format!("cannot write {file}"), e))?;
+                let target = || docker::Target::Volume(volume.into());
+                let chunk = chunk.map_err(|e| {
+                    docker::DockerError::from_stream(
+                        target(),
+                        "the engine's archive stream failed",
+                        e,
+                    )
+                })?;
+                out.write_all(&chunk).map_err(|e| {
+                    docker::DockerError::io(target(), format!("cannot write {file}"), e)
+                })?;
                 bytes += chunk.len() as u64;
             }
             Ok((bytes, out))
