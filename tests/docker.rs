@@ -622,6 +622,16 @@ impl Read for Corrupt {
     }
 }
 
+/// An input that stalls for two seconds, then ends.
+struct Stalled;
+
+impl Read for Stalled {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(0)
+    }
+}
+
 #[test]
 fn rust_pipelines_stream_volumes_and_exec_output_on_blocking_threads() {
     let Some((_ws, objects)) = setup() else {
@@ -708,6 +718,32 @@ fn rust_pipelines_stream_volumes_and_exec_output_on_blocking_threads() {
             format!("container `{c}`: reading the exec's input failed: the archive is corrupt"),
             "a broken input fails the exec even though the process exited 0"
         );
+
+        // Abandoned halfway (a consumer that gave up, Ctrl-C): no helper container stays.
+        drop(engine.volume_export(&original, None).await.unwrap());
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(500),
+            engine.volume_import(&copy, Stalled, None),
+        )
+        .await;
+        assert!(
+            abandoned.is_err(),
+            "the import was still waiting for its input"
+        );
+        for volume in [&original, &copy] {
+            let helpers = runbook::docker::ContainerFilter {
+                labels: vec![format!("runbook.volume={volume}")],
+                ..Default::default()
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !engine.containers(&helpers).await.unwrap().is_empty() {
+                assert!(
+                    Instant::now() < deadline,
+                    "a helper of {volume} was left behind"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         (sha256_hex(&tar), dump)
     });
     assert!(!tar_hash.is_empty());
