@@ -122,26 +122,17 @@ fn string_map(options: &Map, key: &str) -> PrimResult<HashMap<String, String>> {
         .collect()
 }
 
-fn seconds(options: &Map, key: &str) -> PrimResult<Option<Duration>> {
-    opt_int(options, key)?
-        .map(|s| {
-            u64::try_from(s).map(Duration::from_secs).map_err(|_| {
-                error(format!(
-                    "option `{key}` must be zero or more seconds, got {s}"
-                ))
-            })
-        })
-        .transpose()
+/// A count of seconds a script gave (a grace period, a timeout).
+fn seconds(value: INT, what: &str) -> PrimResult<Duration> {
+    u64::try_from(value)
+        .map(Duration::from_secs)
+        .map_err(|_| error(format!("{what} must be zero or more seconds, got {value}")))
 }
 
-fn grace(seconds: INT) -> PrimResult<Duration> {
-    u64::try_from(seconds)
-        .map(Duration::from_secs)
-        .map_err(|_| {
-            error(format!(
-                "the grace period must be zero or more seconds, got {seconds}"
-            ))
-        })
+fn opt_seconds(options: &Map, key: &str) -> PrimResult<Option<Duration>> {
+    opt_int(options, key)?
+        .map(|s| seconds(s, &format!("option `{key}`")))
+        .transpose()
 }
 
 fn container_filter(options: &Map) -> PrimResult<ContainerFilter> {
@@ -523,8 +514,8 @@ fn stack_batch(
         concurrency: opt_int(options, "concurrency")?
             .map(|n| usize::try_from(n).unwrap_or(1).max(1))
             .unwrap_or(defaults.concurrency),
-        grace: seconds(options, "grace")?,
-        timeout: seconds(options, "timeout")?.unwrap_or(defaults.timeout),
+        grace: opt_seconds(options, "grace")?,
+        timeout: opt_seconds(options, "timeout")?.unwrap_or(defaults.timeout),
     };
     let filter = ContainerFilter {
         stack: Some(stack.to_string()),
@@ -657,7 +648,7 @@ pub mod api {
         name: &str,
         grace: INT,
     ) -> Result<(), Box<EvalAltResult>> {
-        super::stop(&ctx, name, Some(super::grace(grace)?))
+        super::stop(&ctx, name, Some(super::seconds(grace, "the grace period")?))
     }
 
     /// Restarts a container.
@@ -673,7 +664,7 @@ pub mod api {
         name: &str,
         grace: INT,
     ) -> Result<(), Box<EvalAltResult>> {
-        super::restart(&ctx, name, Some(super::grace(grace)?))
+        super::restart(&ctx, name, Some(super::seconds(grace, "the grace period")?))
     }
 
     /// Kills a running container (SIGKILL).
@@ -760,13 +751,7 @@ pub mod api {
         condition: &str,
         timeout: INT,
     ) -> Result<Map, Box<EvalAltResult>> {
-        let timeout = u64::try_from(timeout)
-            .map(Duration::from_secs)
-            .map_err(|_| {
-                super::error(format!(
-                    "timeout must be zero or more seconds, got {timeout}"
-                ))
-            })?;
+        let timeout = super::seconds(timeout, "the timeout")?;
         super::wait(&ctx, name, condition, timeout)
     }
 
