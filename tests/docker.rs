@@ -10,9 +10,9 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::docker::{
-    available, docker, inspect, playbook, playbook_with, result, Objects, BUSYBOX, POSTGRES,
+    docker, inspect, playbook, playbook_with, result, setup, Objects, BUSYBOX, POSTGRES,
 };
-use common::{run_id, Workspace};
+use common::run_id;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -25,10 +25,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 #[test]
 fn the_engine_answers_and_an_unreachable_one_is_named() {
-    if !available() {
+    let Some((ws, _objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
+    };
     let out = playbook(
         &ws,
         "docker::ping();\nlet v = docker::version();\n#{ api: v.ApiVersion, os: v.Os }",
@@ -53,11 +52,9 @@ fn the_engine_answers_and_an_unreachable_one_is_named() {
 
 #[test]
 fn a_missing_container_or_volume_is_named_and_nothing_is_written() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let missing = objects.name("missing");
     let out = playbook(&ws, &format!("docker::inspect(\"{missing}\");"));
     out.expect_code(1);
@@ -95,11 +92,9 @@ fn a_missing_container_or_volume_is_named_and_nothing_is_written() {
 
 #[test]
 fn containers_are_listed_by_stack_status_and_label() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let stack = objects.name("shop");
     let compose = format!("com.docker.compose.project={stack}");
     let own = format!("runbook.stack={stack}");
@@ -143,11 +138,9 @@ let names = |rows| rows.map(|r| r.name);
 
 #[test]
 fn lifecycle_start_stop_restart_kill_rename_logs_remove() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let logger = [
         "sh",
         "-c",
@@ -226,11 +219,9 @@ fn lifecycle_start_stop_restart_kill_rename_logs_remove() {
 
 #[test]
 fn wait_reports_health_with_the_container_and_its_last_check() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let healthy = objects.run(
         "ok",
         &["--health-cmd", "true", "--health-interval", "1s"],
@@ -350,11 +341,9 @@ fn recreatable(inspect: &Value) -> Value {
 
 #[test]
 fn a_captured_spec_recreates_an_equal_container() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let data = objects.volume("data", &[]);
     let front = objects.network("front", &[]);
     let back = objects.network("back", &[]);
@@ -482,39 +471,34 @@ step("recreate", || {{
     assert_eq!(config["Entrypoint"], json!(["sh"]));
 }
 
+/// Runs a shell script in a throwaway busybox container with the volume at `/v`.
+fn in_volume(volume: &str, read_only: bool, script: &str) -> String {
+    let mount = format!("{volume}:/v{}", if read_only { ":ro" } else { "" });
+    let label = Objects::label();
+    docker(&[
+        "run", "--rm", "--label", &label, "-v", &mount, BUSYBOX, "sh", "-ec", script,
+    ])
+}
+
 /// Every entry of a volume, as the container sees it: path, type, mode, owner, size, mtime,
 /// link count, symlink target and content hash.
 fn volume_listing(volume: &str) -> String {
-    let mount = format!("{volume}:/v:ro");
-    docker(&[
-        "run",
-        "--rm",
-        "--label",
-        &Objects::label(),
-        "-v",
-        &mount,
-        BUSYBOX,
-        "sh",
-        "-c",
+    in_volume(
+        volume,
+        true,
         "cd /v && find . | sort | while read -r p; do \
            stat -c '%n %F %a %u %g %s %Y %h' \"$p\"; \
            if [ -L \"$p\" ]; then readlink \"$p\"; elif [ -f \"$p\" ]; then sha256sum < \"$p\"; fi; \
          done",
-    ])
+    )
 }
 
+/// Owners, modes (setuid too), symlinks (one dangling), a hard link, an old mtime, an empty
+/// directory and a 64 MiB file of random bytes.
 fn fill_volume(volume: &str) {
-    let mount = format!("{volume}:/v");
-    docker(&[
-        "run",
-        "--rm",
-        "--label",
-        &Objects::label(),
-        "-v",
-        &mount,
-        BUSYBOX,
-        "sh",
-        "-ec",
+    in_volume(
+        volume,
+        false,
         "mkdir -p /v/etc /v/empty /v/deep/a/b/c
          echo config > /v/etc/app.conf; chown 1000:1000 /v/etc/app.conf; chmod 0640 /v/etc/app.conf
          echo key > /v/etc/key; chown 999:999 /v/etc/key; chmod 0600 /v/etc/key
@@ -524,16 +508,14 @@ fn fill_volume(volume: &str) {
          dd if=/dev/urandom of=/v/large.bin bs=1M count=64 2>/dev/null
          touch -d '2020-01-02 03:04:05' /v/etc/app.conf /v/deep/a
          chown 1000:1000 /v/deep; chmod 0700 /v/empty; chmod 0750 /v; chown 999:999 /v",
-    ]);
+    );
 }
 
 #[test]
 fn a_volume_comes_back_byte_identical() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let original = objects.volume("original", &[]);
     let restored = objects.volume("restored", &[]);
     fill_volume(&original);
@@ -618,12 +600,43 @@ fn tar_entries(tar: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
+fn exec_request(argv: &[&str]) -> runbook::docker::ExecRequest {
+    runbook::docker::ExecRequest {
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// An input that yields some bytes, then fails (a truncated or tampered archive).
+struct Corrupt(usize);
+
+impl Read for Corrupt {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0 == 0 {
+            return Err(std::io::Error::other("the archive is corrupt"));
+        }
+        let n = buf.len().min(self.0);
+        buf[..n].fill(b'x');
+        self.0 -= n;
+        Ok(n)
+    }
+}
+
+/// An input that stalls for two seconds, then ends.
+struct Stalled;
+
+impl Read for Stalled {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(0)
+    }
+}
+
 #[test]
 fn rust_pipelines_stream_volumes_and_exec_output_on_blocking_threads() {
-    if !available() {
+    let Some((_ws, objects)) = setup() else {
         return;
-    }
-    let objects = Objects::new();
+    };
     let original = objects.volume("source", &[]);
     let copy = objects.volume("copy", &[]);
     fill_volume(&original);
@@ -648,16 +661,11 @@ fn rust_pipelines_stream_volumes_and_exec_output_on_blocking_threads() {
             .unwrap();
         assert_eq!(imported, tar.len() as u64);
 
-        let request = runbook::docker::ExecRequest {
-            argv: [
-                "sh",
-                "-c",
-                "head -c 30000000 /dev/urandom | tee /tmp/dump; sha256sum < /tmp/dump >&2",
-            ]
-            .map(String::from)
-            .to_vec(),
-            ..Default::default()
-        };
+        let request = exec_request(&[
+            "sh",
+            "-c",
+            "head -c 30000000 /dev/urandom | tee /tmp/dump; sha256sum < /tmp/dump >&2",
+        ]);
         let stream = engine
             .exec_stream(&c, request, runbook::docker::ExecInput::None)
             .await
@@ -680,6 +688,62 @@ fn rust_pipelines_stream_volumes_and_exec_output_on_blocking_threads() {
         })
         .await
         .unwrap();
+
+        // A restore feeds a dump from a decrypting reader into psql's stdin the same way.
+        let input: Vec<u8> = (0..20_000_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = sha256_hex(&input);
+        let hashed = engine
+            .exec(
+                &c,
+                exec_request(&["sha256sum"]),
+                runbook::docker::ExecInput::Reader(Box::new(std::io::Cursor::new(input))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hashed.code, 0);
+        assert_eq!(
+            String::from_utf8_lossy(&hashed.stdout),
+            format!("{expected}  -\n")
+        );
+        let failed = engine
+            .exec(
+                &c,
+                exec_request(&["wc", "-c"]),
+                runbook::docker::ExecInput::Reader(Box::new(Corrupt(100_000))),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            failed.to_string(),
+            format!("container `{c}`: reading the exec's input failed: the archive is corrupt"),
+            "a broken input fails the exec even though the process exited 0"
+        );
+
+        // Abandoned halfway (a consumer that gave up, Ctrl-C): no helper container stays.
+        drop(engine.volume_export(&original, None).await.unwrap());
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(500),
+            engine.volume_import(&copy, Stalled, None),
+        )
+        .await;
+        assert!(
+            abandoned.is_err(),
+            "the import was still waiting for its input"
+        );
+        for volume in [&original, &copy] {
+            let helpers = runbook::docker::ContainerFilter {
+                labels: vec![format!("runbook.volume={volume}")],
+                ..Default::default()
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !engine.containers(&helpers).await.unwrap().is_empty() {
+                assert!(
+                    Instant::now() < deadline,
+                    "a helper of {volume} was left behind"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         (sha256_hex(&tar), dump)
     });
     assert!(!tar_hash.is_empty());
@@ -698,11 +762,9 @@ fn rust_pipelines_stream_volumes_and_exec_output_on_blocking_threads() {
 
 #[test]
 fn exec_with_stdin_runs_sql_in_postgres() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let password = format!("pg-{}-secret", run_id());
     let pg = objects.postgres("pg", &ws, &password);
     let ip = inspect("container", &pg)["NetworkSettings"]["IPAddress"]
@@ -758,11 +820,9 @@ let db = pg::target("{pg}", "postgres", "postgres", fs::read_secret("password"))
 
 #[test]
 fn a_password_handed_to_exec_is_absent_from_ps_and_inspect() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let password = format!("canary-{}-{:08x}", run_id(), rand::random::<u32>());
     let pg = objects.postgres("pg", &ws, "server-password");
     ws.write("password", &password);
@@ -872,11 +932,9 @@ fn refused(pg) {{
 
 #[test]
 fn exec_output_streams_to_a_file_that_appears_only_on_success() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let c = objects.run("dump", &[], BUSYBOX, SLEEPER);
     let out = playbook(
         &ws,
@@ -915,11 +973,9 @@ let bad = docker::exec_to_file("{c}", ["sh", "-c", "echo partial; echo failed >&
 
 #[test]
 fn a_dry_run_plans_every_change_and_makes_none() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let c = objects.run("dry", &[], BUSYBOX, SLEEPER);
     let data = objects.volume("data", &[]);
     let planned_volume = objects.track_volume(&objects.name("planned"));
@@ -981,11 +1037,9 @@ docker::wait("{c}", "healthy", 1);
 
 #[test]
 fn images_are_tagged_inspected_listed_and_removed() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let tag = objects.track_image(&format!("runbook-test/busybox:{}", objects.name("tag")));
     let out = playbook(
         &ws,
@@ -1013,11 +1067,9 @@ docker::image_remove("{tag}");
 
 #[test]
 fn volumes_and_networks_are_created_listed_by_stack_and_removed() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let stack = objects.name("shop");
     let compose = format!("com.docker.compose.project={stack}");
     let labelled = objects.volume("labelled", &[&compose]);
@@ -1033,6 +1085,7 @@ fn volumes_and_networks_are_created_listed_by_stack_and_removed() {
     let made_volume = objects.track_volume(&objects.name("made-volume"));
     let made_network = objects.track_network(&objects.name("made-network"));
     let run = run_id();
+    let prefix = objects.name("");
     let out = playbook(
         &ws,
         &format!(
@@ -1046,6 +1099,8 @@ let result = #{{
     containers: names.call(view.containers),
     volumes: names.call(view.volumes),
     networks: names.call(view.networks),
+    every_volume: names.call(docker::volumes()).filter(|n| n.starts_with("{prefix}")),
+    every_network: names.call(docker::networks()).filter(|n| n.starts_with("{prefix}")),
     listed_volumes: names.call(docker::volumes(#{{ stack: "{stack}" }})),
     listed_networks: names.call(docker::networks(#{{ stack: "{stack}" }})),
     by_label: names.call(docker::volumes(#{{ label: "runbook.stack={stack}" }})),
@@ -1066,6 +1121,8 @@ result"#
     assert_eq!(r["containers"], json!([web]));
     assert_eq!(r["volumes"], json!(volumes));
     assert_eq!(r["networks"], json!(networks));
+    assert_eq!(r["every_volume"], json!(volumes));
+    assert_eq!(r["every_network"], json!(networks));
     assert_eq!(r["listed_volumes"], json!(volumes));
     assert_eq!(r["listed_networks"], json!(networks));
     assert_eq!(r["by_label"], json!([made_volume]));
@@ -1076,11 +1133,9 @@ result"#
 
 #[test]
 fn a_stack_starts_dependencies_first_and_stops_them_last() {
-    if !available() {
+    let Some((ws, objects)) = setup() else {
         return;
-    }
-    let ws = Workspace::new();
-    let objects = Objects::new();
+    };
     let stack = objects.name("svc");
     let project = format!("com.docker.compose.project={stack}");
     let service = |name: &str, depends_on: &str, extra: &[&str]| {
@@ -1152,4 +1207,179 @@ fn a_stack_starts_dependencies_first_and_stops_them_last() {
     assert!(time(&web_state["StartedAt"]) >= time(&api_state["StartedAt"]));
     assert!(time(&web_state["FinishedAt"]) <= time(&api_state["FinishedAt"]));
     assert!(time(&api_state["FinishedAt"]) <= time(&db_state["FinishedAt"]));
+}
+
+/// A TCP endpoint in front of the engine's socket, as a remote engine is reached: plain, or
+/// TLS requiring a client certificate from the CA in `certs`. Serves until the tests end.
+fn engine_endpoint(certs: Option<&std::path::Path>) -> u16 {
+    use std::sync::Arc;
+    use tokio_rustls::rustls::{self, pki_types::pem::PemObject, pki_types::*};
+    let acceptor = certs.map(|dir| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
+            roots.add(ca.unwrap()).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let chain = CertificateDer::pem_file_iter(dir.join("server.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(dir.join("server-key.pem")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut engine) =
+                        tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                    else {
+                        return;
+                    };
+                    match acceptor {
+                        Some(acceptor) => {
+                            if let Ok(mut tls) = acceptor.accept(tcp).await {
+                                let _ = tokio::io::copy_bidirectional(&mut tls, &mut engine).await;
+                            }
+                        }
+                        None => {
+                            let mut tcp = tcp;
+                            let _ = tokio::io::copy_bidirectional(&mut tcp, &mut engine).await;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    port
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate in `dir` (the layout
+/// `DOCKER_CERT_PATH` expects: ca.pem, cert.pem, key.pem).
+fn make_certs(dir: &std::path::Path, ca_name: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let subject = format!("/CN={ca_name}");
+    let days = ["-days", "1"];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &days,
+            &["-keyout", "ca-key.pem", "-out", "ca.pem", "-subj", &subject],
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (who, cn) in [("server", "127.0.0.1"), ("client", "runbook")] {
+        let (key, csr, cert, ext) = (
+            format!("{who}-key.pem"),
+            format!("{who}.csr"),
+            format!("{who}.pem"),
+            format!("{who}.ext"),
+        );
+        let subject = format!("/CN={cn}");
+        openssl(
+            &[
+                &["req"],
+                &ec[..],
+                &["-keyout", &key, "-out", &csr, "-subj", &subject],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca-key.pem",
+                ],
+                &days[..],
+                &["-CAcreateserial", "-out", &cert, "-extfile", &ext],
+            ]
+            .concat(),
+        );
+    }
+    std::fs::copy(dir.join("client.pem"), dir.join("cert.pem")).unwrap();
+    std::fs::copy(dir.join("client-key.pem"), dir.join("key.pem")).unwrap();
+}
+
+#[test]
+fn the_engine_is_reached_over_tcp_and_over_tls_with_client_certificates() {
+    let Some((ws, _objects)) = setup() else {
+        return;
+    };
+    let certs = ws.join("certs");
+    make_certs(&certs, "runbook-test-ca");
+    make_certs(&ws.join("stranger"), "some-other-ca");
+    let body = "docker::version().ApiVersion";
+
+    let tcp = format!("tcp://127.0.0.1:{}", engine_endpoint(None));
+    let out = playbook_with(&ws, body, &[], &[("DOCKER_HOST", &tcp)]);
+    assert!(result(&out).as_str().unwrap().starts_with("1."));
+
+    let tls = format!("tcp://127.0.0.1:{}", engine_endpoint(Some(&certs)));
+    let with_certs = |dir: &str| {
+        let env = [
+            ("DOCKER_HOST", tls.as_str()),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", dir),
+        ];
+        playbook_with(&ws, body, &[], &env)
+    };
+    let out = with_certs(&certs.display().to_string());
+    assert!(result(&out).as_str().unwrap().starts_with("1."));
+
+    // Certificates from another CA: the engine's certificate is not trusted.
+    let out = with_certs(&ws.join("stranger").display().to_string());
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains(&format!("Docker engine at {tls} is not reachable: "))
+            && out.stderr.contains("certificate"),
+        "{}",
+        out.stderr
+    );
 }

@@ -48,10 +48,12 @@ impl Docker {
     /// Places an entry in the container (replacing a file already there).
     pub(crate) async fn put_entry(&self, container: &str, entry: &Entry) -> Result<()> {
         let target = Target::Container(container.into());
-        let tar = entry.tar().map_err(|source| DockerError::Io {
-            target: target.clone(),
-            context: format!("cannot build an archive for {}", entry.path),
-            source,
+        let tar = entry.tar().map_err(|source| {
+            DockerError::io(
+                target.clone(),
+                format!("cannot build an archive for {}", entry.path),
+                source,
+            )
         })?;
         let options = UploadToContainerOptions {
             path: "/".into(),
@@ -83,10 +85,12 @@ impl Docker {
                 });
             }
         }
-        first_file(&tar).map_err(|source| DockerError::Io {
-            target,
-            context: format!("cannot read {path} from the engine's archive"),
-            source,
+        first_file(&tar).map_err(|source| {
+            DockerError::io(
+                target,
+                format!("cannot read {path} from the engine's archive"),
+                source,
+            )
         })
     }
 }

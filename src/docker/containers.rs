@@ -12,7 +12,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use super::{stack_labels, stack_of, Docker, DockerError, Result, Target};
+use super::{found, stack_labels, stack_of, Docker, DockerError, Labelled, Result, Target};
 
 /// How often a wait looks at the container again.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -86,6 +86,12 @@ impl ContainerRow {
             volumes,
             networks,
         }
+    }
+}
+
+impl Labelled for ContainerRow {
+    fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
     }
 }
 
@@ -263,11 +269,7 @@ impl Docker {
 
     /// True when a container of that name (or id) exists, in any state.
     pub async fn exists(&self, name: &str) -> Result<bool> {
-        match self.inspect(name).await {
-            Ok(_) => Ok(true),
-            Err(DockerError::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
+        found(self.inspect(name).await)
     }
 
     /// Starts a container (a running one is left alone).

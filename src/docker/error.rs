@@ -1,6 +1,7 @@
 //! What can go wrong talking to the Docker engine, each error naming the object it concerns.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The Docker object an error is about.
@@ -29,7 +30,7 @@ impl fmt::Display for Target {
 }
 
 /// A failed call to the engine, with the context an operator needs to act on it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DockerError {
     /// No engine answers at the address (socket missing, connection refused, TLS failure).
     #[error("Docker engine at {host} is not reachable: {reason}")]
@@ -57,7 +58,7 @@ pub enum DockerError {
         target: Target,
         context: String,
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
 }
 
@@ -65,6 +66,30 @@ pub enum DockerError {
 pub type Result<T, E = DockerError> = std::result::Result<T, E>;
 
 impl DockerError {
+    /// A local I/O failure about `target`.
+    pub fn io(target: Target, context: impl Into<String>, source: std::io::Error) -> Self {
+        DockerError::Io {
+            target,
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// The error a stream ended with: the engine's own when the producer put one there (so it
+    /// is not reported twice over), else a local I/O failure.
+    pub fn from_stream(target: Target, context: &str, source: std::io::Error) -> Self {
+        if source
+            .get_ref()
+            .is_some_and(|inner| inner.is::<DockerError>())
+        {
+            if let Some(Ok(inner)) = source.into_inner().map(|e| e.downcast::<DockerError>()) {
+                return *inner;
+            }
+            unreachable!("checked to hold a DockerError");
+        }
+        DockerError::io(target, context, source)
+    }
+
     /// Turns a bollard error about `target` into one an operator can act on.
     pub(crate) fn from_api(host: &str, target: Target, error: bollard::errors::Error) -> Self {
         use bollard::errors::Error as E;
@@ -93,7 +118,7 @@ impl DockerError {
             | E::NoHomePathError
             | E::UnsupportedURISchemeError { .. }) => DockerError::Unreachable {
                 host: host.to_string(),
-                reason: chain(&e),
+                reason: root_cause(&e),
             },
             other => DockerError::Refused {
                 target,
@@ -114,7 +139,17 @@ fn refers_to_other_object(target: &Target, message: &str) -> bool {
     }
 }
 
-/// An error and its sources, joined: hyper's "client error (Connect)" alone says nothing.
+/// The innermost cause ("Connection refused (os error 111)"): hyper's wrappers around it
+/// ("client error (Connect)") say nothing an operator can act on.
+fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut cause = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
+}
+
+/// An error and its sources, joined.
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -171,6 +206,28 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "Docker engine at unix:///tmp/dead.sock is not reachable: connection refused"
+        );
+    }
+
+    #[test]
+    fn a_stream_hands_back_the_engine_error_it_carried() {
+        let carried = DockerError::NotFound {
+            target: Target::Volume("pgdata".into()),
+        };
+        let e = DockerError::from_stream(
+            Target::Volume("pgdata".into()),
+            "the archive stream failed",
+            std::io::Error::other(carried),
+        );
+        assert_eq!(e.to_string(), "volume `pgdata`: not found");
+        let e = DockerError::from_stream(
+            Target::Volume("pgdata".into()),
+            "cannot write /backup/pgdata.tar",
+            std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "volume `pgdata`: cannot write /backup/pgdata.tar: no space left on device"
         );
     }
 

@@ -87,31 +87,26 @@ impl ExecStream {
     /// The exit status, once the process ended and its credential files are gone. Unread
     /// stdout is discarded.
     pub async fn finish(self) -> Result<ExecStatus> {
-        let ExecStream {
-            stdout,
-            done,
-            container,
-        } = self;
-        drop(stdout);
-        done.await.unwrap_or_else(|_| Err(abandoned(&container)))
+        let (done, container) = self.status_only();
+        done.await.unwrap_or_else(|_| Err(abandoned(container)))
     }
 
     /// [`ExecStream::finish`] for a blocking thread (outside the async runtime).
     pub fn wait(self) -> Result<ExecStatus> {
-        let ExecStream {
-            stdout,
-            done,
-            container,
-        } = self;
-        drop(stdout);
+        let (done, container) = self.status_only();
         done.blocking_recv()
-            .unwrap_or_else(|_| Err(abandoned(&container)))
+            .unwrap_or_else(|_| Err(abandoned(container)))
+    }
+
+    /// Drops the stdout receiver (the exec then runs to its end unread) for the status.
+    fn status_only(self) -> (oneshot::Receiver<Result<ExecStatus>>, String) {
+        (self.done, self.container)
     }
 }
 
-fn abandoned(container: &str) -> DockerError {
+fn abandoned(container: String) -> DockerError {
     DockerError::Refused {
-        target: Target::Container(container.into()),
+        target: Target::Container(container),
         message: "the exec was abandoned before it reported its exit code".into(),
     }
 }
@@ -132,10 +127,12 @@ impl Docker {
         let mut stream = self.exec_stream(container, request, input).await?;
         let mut stdout = Vec::new();
         while let Some(chunk) = stream.stdout.next_chunk().await {
-            let chunk = chunk.map_err(|source| DockerError::Io {
-                target: Target::Container(container.into()),
-                context: "reading the exec's output failed".into(),
-                source,
+            let chunk = chunk.map_err(|e| {
+                DockerError::from_stream(
+                    Target::Container(container.into()),
+                    "reading the exec's output failed",
+                    e,
+                )
             })?;
             stdout.extend_from_slice(&chunk);
         }
@@ -236,18 +233,14 @@ impl Docker {
             Ok(stderr) => stderr,
             Err(e) => {
                 let error = self.error(target, e);
-                let _ = tx.send(Err(std::io::Error::other(error.to_string()))).await;
+                let _ = tx.send(Err(std::io::Error::other(error.clone()))).await;
                 return Err(error);
             }
         };
         let code = self.exit_code(container, exec_id).await?;
         if let Err(FeedError::Input(source)) = fed {
-            let error = DockerError::Io {
-                target,
-                context: "reading the exec's input failed".into(),
-                source,
-            };
-            let _ = tx.send(Err(std::io::Error::other(error.to_string()))).await;
+            let error = DockerError::io(target, "reading the exec's input failed", source);
+            let _ = tx.send(Err(std::io::Error::other(error.clone()))).await;
             return Err(error);
         }
         Ok(ExecStatus { code, stderr })

@@ -6,7 +6,7 @@ use bollard::models::ImageInspect;
 use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions, TagImageOptions};
 use serde::Serialize;
 
-use super::{label_filters, Docker, DockerError, Result, Target};
+use super::{found, label_filters, Docker, DockerError, Result, Target};
 
 /// One image as listed.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -56,6 +56,11 @@ impl Docker {
             .inspect_image(image)
             .await
             .map_err(|e| self.error(Target::Image(image.into()), e))
+    }
+
+    /// True when the image exists locally.
+    pub async fn image_exists(&self, image: &str) -> Result<bool> {
+        found(self.image_inspect(image).await)
     }
 
     /// Tags `image` as `target` (`repo:tag`; a missing tag means `latest`).

@@ -16,7 +16,7 @@ mod stack;
 mod volume_data;
 mod volumes;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 pub use byte_stream::ByteStream;
@@ -68,6 +68,9 @@ impl Docker {
             host: host.to_string(),
             reason,
         };
+        // TLS: two rustls providers are compiled in (ring for bollard, aws-lc-rs for another
+        // dependency), so rustls cannot pick one by itself. An error means one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let api = bollard::Docker::connect_with_host(host)
             .map_err(|e| DockerError::from_api(host, Target::Engine, e))?
             .with_timeout(Duration::from_secs(REQUEST_TIMEOUT));
@@ -113,6 +116,28 @@ impl Docker {
 
     fn error(&self, target: Target, e: bollard::errors::Error) -> DockerError {
         DockerError::from_api(&self.host, target, e)
+    }
+}
+
+/// Listed objects carry labels; a script filters them by `key` or `key=value`.
+pub trait Labelled {
+    fn labels(&self) -> &BTreeMap<String, String>;
+
+    /// True when it carries `filter` (`key`, or `key=value`).
+    fn has_label(&self, filter: &str) -> bool {
+        match filter.split_once('=') {
+            Some((k, v)) => self.labels().get(k).is_some_and(|value| value == v),
+            None => self.labels().contains_key(filter),
+        }
+    }
+}
+
+/// `Ok(true)` for an inspect that found its object, `Ok(false)` for one that did not.
+fn found<T>(inspected: Result<T>) -> Result<bool> {
+    match inspected {
+        Ok(_) => Ok(true),
+        Err(DockerError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

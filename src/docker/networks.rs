@@ -6,7 +6,7 @@ use bollard::models::{Network, NetworkCreateRequest, NetworkInspect};
 use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptions};
 use serde::Serialize;
 
-use super::{label_filters, stack_labels, stack_of, Docker, DockerError, Result, Target};
+use super::{found, label_filters, stack_labels, stack_of, Docker, Labelled, Result, Target};
 
 /// The engine's own networks, which belong to no stack.
 const BUILT_IN: [&str; 3] = ["bridge", "host", "none"];
@@ -55,6 +55,12 @@ impl From<Network> for NetworkRow {
 impl From<NetworkInspect> for NetworkRow {
     fn from(n: NetworkInspect) -> Self {
         NetworkRow::new(n.name, n.id, n.driver, n.scope, n.internal, n.labels)
+    }
+}
+
+impl Labelled for NetworkRow {
+    fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
     }
 }
 
@@ -116,11 +122,7 @@ impl Docker {
 
     /// True when the network exists.
     pub async fn network_exists(&self, name: &str) -> Result<bool> {
-        match self.network_inspect(name).await {
-            Ok(_) => Ok(true),
-            Err(DockerError::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
+        found(self.network_inspect(name).await)
     }
 
     /// Creates a network; returns its id.

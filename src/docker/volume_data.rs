@@ -46,11 +46,12 @@ impl Docker {
         let options = DownloadFromContainerOptions {
             path: format!("{MOUNT}/."),
         };
-        let mut download = self.api.download_from_container(&helper, Some(options));
+        let mut download = self.api.download_from_container(&helper.id, Some(options));
         let first = match download.next().await {
             Some(Ok(chunk)) => Some(chunk),
             Some(Err(e)) => {
-                self.remove_helper(&helper).await;
+                drop(download);
+                helper.remove().await;
                 return Err(self.error(target, e));
             }
             None => None,
@@ -75,14 +76,16 @@ impl Docker {
                     }
                     Err(e) => {
                         let error = this.error(target.clone(), e);
-                        let _ = tx.send(Err(std::io::Error::other(error.to_string()))).await;
+                        let _ = tx.send(Err(std::io::Error::other(error))).await;
                         break;
                     }
                 }
             }
+            // The engine holds the helper while its archive is being read: close it first.
+            drop(download);
             // Before the end of the stream reaches the reader: when it has read everything,
             // nothing is left behind.
-            this.remove_helper(&helper).await;
+            helper.remove().await;
             drop(tx);
         });
         Ok(stream)
@@ -100,8 +103,8 @@ impl Docker {
     ) -> Result<u64> {
         self.volume_inspect(volume).await?;
         let helper = self.volume_helper(volume, image, false).await?;
-        let imported = self.import_through(&helper, volume, tar).await;
-        self.remove_helper(&helper).await;
+        let imported = self.import_through(&helper.id, volume, tar).await;
+        helper.remove().await;
         imported
     }
 
@@ -125,16 +128,16 @@ impl Docker {
             .api
             .upload_to_container(helper, Some(options), bollard::body_try_stream(body))
             .await;
-        let pumped = pump.await.map_err(|e| DockerError::Io {
-            target: target.clone(),
-            context: "reading the archive failed".into(),
-            source: std::io::Error::other(e.to_string()),
+        let pumped = pump.await.map_err(|e| {
+            DockerError::io(
+                target.clone(),
+                "reading the archive failed",
+                std::io::Error::other(e.to_string()),
+            )
         })?;
         // A reader that failed explains a failed upload better than the upload does.
-        let (bytes, root) = pumped.map_err(|source| DockerError::Io {
-            target: target.clone(),
-            context: "reading the archive failed".into(),
-            source,
+        let (bytes, root) = pumped.map_err(|source| {
+            DockerError::io(target.clone(), "reading the archive failed", source)
         })?;
         uploaded.map_err(|e| self.error(target.clone(), e))?;
         if let Some(root) = root {
@@ -164,7 +167,7 @@ impl Docker {
         volume: &str,
         image: Option<&str>,
         read_only: bool,
-    ) -> Result<String> {
+    ) -> Result<Helper> {
         let target = Target::Volume(volume.into());
         let image = match image {
             Some(image) => image.to_string(),
@@ -204,7 +207,10 @@ impl Docker {
         self.api
             .create_container(Some(options), body)
             .await
-            .map(|created| created.id)
+            .map(|created| Helper {
+                docker: self.clone(),
+                id: created.id,
+            })
             .map_err(|e| match self.error(target.clone(), e) {
                 DockerError::Refused { target, message } => DockerError::Refused {
                     target,
@@ -253,15 +259,41 @@ impl Docker {
             }),
         }
     }
+}
 
-    async fn remove_helper(&self, helper: &str) {
-        // With its anonymous volumes (an image's VOLUME); the named volume it reached stays.
-        if let Err(e) = self.remove(helper, true, true).await {
-            crate::prims::log::emit(
-                crate::prims::log::Level::Warn,
-                &format!("helper container left behind (label {HELPER_LABEL}): {e}"),
-            );
+/// The helper container: removed by [`Helper::remove`], or when dropped (the call was
+/// abandoned: Ctrl-C, a timeout) by a task on the runtime.
+struct Helper {
+    docker: Docker,
+    id: String,
+}
+
+impl Helper {
+    async fn remove(mut self) {
+        let id = std::mem::take(&mut self.id);
+        remove_helper(&self.docker, &id).await;
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if self.id.is_empty() {
+            return;
         }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (docker, id) = (self.docker.clone(), std::mem::take(&mut self.id));
+            runtime.spawn(async move { remove_helper(&docker, &id).await });
+        }
+    }
+}
+
+async fn remove_helper(docker: &Docker, id: &str) {
+    // With its anonymous volumes (an image's VOLUME); the named volume it reached stays.
+    if let Err(e) = docker.remove(id, true, true).await {
+        crate::prims::log::emit(
+            crate::prims::log::Level::Warn,
+            &format!("helper container left behind (label {HELPER_LABEL}): {e}"),
+        );
     }
 }
 

@@ -6,7 +6,7 @@ use bollard::models::{Volume, VolumeCreateRequest};
 use bollard::query_parameters::{ListVolumesOptions, RemoveVolumeOptions};
 use serde::Serialize;
 
-use super::{label_filters, stack_labels, stack_of, Docker, DockerError, Result, Target};
+use super::{found, label_filters, stack_labels, stack_of, Docker, Labelled, Result, Target};
 
 /// One volume as listed.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -29,6 +29,12 @@ impl From<Volume> for VolumeRow {
             mountpoint: v.mountpoint,
             labels: v.labels.into_iter().collect(),
         }
+    }
+}
+
+impl Labelled for VolumeRow {
+    fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
     }
 }
 
@@ -90,11 +96,7 @@ impl Docker {
 
     /// True when the volume exists.
     pub async fn volume_exists(&self, name: &str) -> Result<bool> {
-        match self.volume_inspect(name).await {
-            Ok(_) => Ok(true),
-            Err(DockerError::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
+        found(self.volume_inspect(name).await)
     }
 
     /// Creates a volume (an existing one of that name is returned as it is).

@@ -18,7 +18,7 @@ use super::{
 use crate::atomic_file::AtomicFile;
 use crate::docker::{
     self, BatchOptions, Condition, ContainerFilter, ContainerSpec, Docker, ExecInput, ExecRequest,
-    NetworkOptions, SecretFile, VolumeOptions,
+    Labelled, NetworkOptions, SecretFile, StackView, VolumeOptions,
 };
 use crate::run::Run;
 use crate::secrets::Secret;
@@ -122,26 +122,17 @@ fn string_map(options: &Map, key: &str) -> PrimResult<HashMap<String, String>> {
         .collect()
 }
 
-fn seconds(options: &Map, key: &str) -> PrimResult<Option<Duration>> {
-    opt_int(options, key)?
-        .map(|s| {
-            u64::try_from(s).map(Duration::from_secs).map_err(|_| {
-                error(format!(
-                    "option `{key}` must be zero or more seconds, got {s}"
-                ))
-            })
-        })
-        .transpose()
+/// A count of seconds a script gave (a grace period, a timeout).
+fn seconds(value: INT, what: &str) -> PrimResult<Duration> {
+    u64::try_from(value)
+        .map(Duration::from_secs)
+        .map_err(|_| error(format!("{what} must be zero or more seconds, got {value}")))
 }
 
-fn grace(seconds: INT) -> PrimResult<Duration> {
-    u64::try_from(seconds)
-        .map(Duration::from_secs)
-        .map_err(|_| {
-            error(format!(
-                "the grace period must be zero or more seconds, got {seconds}"
-            ))
-        })
+fn opt_seconds(options: &Map, key: &str) -> PrimResult<Option<Duration>> {
+    opt_int(options, key)?
+        .map(|s| seconds(s, &format!("option `{key}`")))
+        .transpose()
 }
 
 fn container_filter(options: &Map) -> PrimResult<ContainerFilter> {
@@ -393,17 +384,13 @@ fn exec_to_file(
         let mut stream = d.exec_stream(container, request, input).await?;
         let mut bytes: u64 = 0;
         while let Some(chunk) = stream.stdout.next_chunk().await {
-            let chunk = chunk.map_err(|source| docker::DockerError::Io {
-                target: docker::Target::Container(container.into()),
-                context: "reading the exec's output failed".into(),
-                source,
+            let target = || docker::Target::Container(container.into());
+            let chunk = chunk.map_err(|e| {
+                docker::DockerError::from_stream(target(), "reading the exec's output failed", e)
             })?;
-            out.write_all(&chunk)
-                .map_err(|source| docker::DockerError::Io {
-                    target: docker::Target::Container(container.into()),
-                    context: format!("cannot write {file}"),
-                    source,
-                })?;
+            out.write_all(&chunk).map_err(|e| {
+                docker::DockerError::io(target(), format!("cannot write {file}"), e)
+            })?;
             bytes += chunk.len() as u64;
         }
         let status = stream.finish().await?;
@@ -470,15 +457,17 @@ fn volume_export(
             let mut stream = d.volume_export(volume, image.as_deref()).await?;
             let mut bytes: u64 = 0;
             while let Some(chunk) = stream.next_chunk().await {
-                let fail = |context: String, source| docker::DockerError::Io {
-                    target: docker::Target::Volume(volume.into()),
-                    context,
-                    source,
-                };
-                let chunk =
-                    chunk.map_err(|e| fail("the engine's archive stream failed".into(), e))?;
-                out.write_all(&chunk)
-                    .map_err(|e| fail(format!("cannot write {file}"), e))?;
+                let target = || docker::Target::Volume(volume.into());
+                let chunk = chunk.map_err(|e| {
+                    docker::DockerError::from_stream(
+                        target(),
+                        "the engine's archive stream failed",
+                        e,
+                    )
+                })?;
+                out.write_all(&chunk).map_err(|e| {
+                    docker::DockerError::io(target(), format!("cannot write {file}"), e)
+                })?;
                 bytes += chunk.len() as u64;
             }
             Ok((bytes, out))
@@ -798,8 +787,8 @@ fn stack_batch(
         concurrency: opt_int(options, "concurrency")?
             .map(|n| usize::try_from(n).unwrap_or(1).max(1))
             .unwrap_or(defaults.concurrency),
-        grace: seconds(options, "grace")?,
-        timeout: seconds(options, "timeout")?.unwrap_or(defaults.timeout),
+        grace: opt_seconds(options, "grace")?,
+        timeout: opt_seconds(options, "timeout")?.unwrap_or(defaults.timeout),
     };
     let filter = ContainerFilter {
         stack: Some(stack.to_string()),
@@ -932,7 +921,7 @@ pub mod api {
         name: &str,
         grace: INT,
     ) -> Result<(), Box<EvalAltResult>> {
-        super::stop(&ctx, name, Some(super::grace(grace)?))
+        super::stop(&ctx, name, Some(super::seconds(grace, "the grace period")?))
     }
 
     /// Restarts a container.
@@ -948,7 +937,7 @@ pub mod api {
         name: &str,
         grace: INT,
     ) -> Result<(), Box<EvalAltResult>> {
-        super::restart(&ctx, name, Some(super::grace(grace)?))
+        super::restart(&ctx, name, Some(super::seconds(grace, "the grace period")?))
     }
 
     /// Kills a running container (SIGKILL).
@@ -1035,13 +1024,7 @@ pub mod api {
         condition: &str,
         timeout: INT,
     ) -> Result<Map, Box<EvalAltResult>> {
-        let timeout = u64::try_from(timeout)
-            .map(Duration::from_secs)
-            .map_err(|_| {
-                super::error(format!(
-                    "timeout must be zero or more seconds, got {timeout}"
-                ))
-            })?;
+        let timeout = super::seconds(timeout, "the timeout")?;
         super::wait(&ctx, name, condition, timeout)
     }
 
@@ -1149,11 +1132,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn image_exists(ctx: NativeCallContext, image: &str) -> Result<bool, Box<EvalAltResult>> {
         call(&ctx, "looking for an image", |d| async move {
-            match d.image_inspect(image).await {
-                Ok(_) => Ok(true),
-                Err(docker::DockerError::NotFound { .. }) => Ok(false),
-                Err(e) => Err(e),
-            }
+            d.image_exists(image).await
         })
     }
 
@@ -1220,21 +1199,13 @@ pub mod api {
         ctx: NativeCallContext,
         filter: Map,
     ) -> Result<Array, Box<EvalAltResult>> {
-        let labels = label_filters(&filter)?;
-        let rows = match opt_string(&filter, "stack")? {
-            Some(stack) => call(&ctx, "listing volumes", |d| async move {
-                let view = d.stack(&stack).await?;
-                Ok(view
-                    .volumes
-                    .into_iter()
-                    .filter(|v| labels.iter().all(|l| has_label(&v.labels, l)))
-                    .collect::<Vec<_>>())
-            })?,
-            None => call(&ctx, "listing volumes", |d| async move {
-                d.volumes(&labels).await
-            })?,
-        };
-        to_list(&rows)
+        super::stack_or_labelled(
+            &ctx,
+            &filter,
+            "listing volumes",
+            |view| view.volumes,
+            |d, labels| async move { d.volumes(&labels).await },
+        )
     }
 
     /// The engine's inspect of a volume.
@@ -1438,21 +1409,13 @@ pub mod api {
         ctx: NativeCallContext,
         filter: Map,
     ) -> Result<Array, Box<EvalAltResult>> {
-        let labels = label_filters(&filter)?;
-        let rows = match opt_string(&filter, "stack")? {
-            Some(stack) => call(&ctx, "listing networks", |d| async move {
-                let view = d.stack(&stack).await?;
-                Ok(view
-                    .networks
-                    .into_iter()
-                    .filter(|n| labels.iter().all(|l| has_label(&n.labels, l)))
-                    .collect::<Vec<_>>())
-            })?,
-            None => call(&ctx, "listing networks", |d| async move {
-                d.networks(&labels).await
-            })?,
-        };
-        to_list(&rows)
+        super::stack_or_labelled(
+            &ctx,
+            &filter,
+            "listing networks",
+            |view| view.networks,
+            |d, labels| async move { d.networks(&labels).await },
+        )
     }
 
     /// The engine's inspect of a network.
@@ -1545,11 +1508,32 @@ pub mod api {
     }
 }
 
-fn has_label(labels: &BTreeMap<String, String>, filter: &str) -> bool {
-    match filter.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|value| value == v),
-        None => labels.contains_key(filter),
-    }
+/// Volumes or networks: a stack's (from its view: labelled, or used by its containers) or
+/// the engine's, carrying the filter's labels either way.
+fn stack_or_labelled<T, F, Fut>(
+    ctx: &NativeCallContext,
+    filter: &Map,
+    what: &str,
+    of_stack: fn(StackView) -> Vec<T>,
+    all: F,
+) -> PrimResult<Array>
+where
+    T: Serialize + Labelled,
+    F: FnOnce(Docker, Vec<String>) -> Fut,
+    Fut: Future<Output = docker::Result<Vec<T>>>,
+{
+    let labels = label_filters(filter)?;
+    let rows = match opt_string(filter, "stack")? {
+        Some(stack) => call(ctx, what, |d| async move {
+            let rows = of_stack(d.stack(&stack).await?);
+            Ok(rows
+                .into_iter()
+                .filter(|row| labels.iter().all(|l| row.has_label(l)))
+                .collect::<Vec<_>>())
+        })?,
+        None => call(ctx, what, |d| all(d, labels))?,
+    };
+    to_list(&rows)
 }
 
 fn volume_create(ctx: &NativeCallContext, name: &str, options: &Map) -> PrimResult<()> {

@@ -11,6 +11,12 @@ use super::{header, run_id, Outcome, Workspace};
 pub const BUSYBOX: &str = "runbook-test/busybox:latest";
 pub const POSTGRES: &str = "runbook-test/postgres:15";
 
+/// A workspace and the guard of a test's Docker objects, or `None` (skip the test; in CI, fail)
+/// when there is no engine or the test images are not built.
+pub fn setup() -> Option<(Workspace, Objects)> {
+    available().then(|| (Workspace::new(), Objects::new()))
+}
+
 /// True when the engine answers and the test images are built; skips (or fails in CI) otherwise.
 pub fn available() -> bool {
     let probe = Command::new("docker")
@@ -129,27 +135,24 @@ impl Objects {
     /// A volume with the test label and any extra `--label`s.
     pub fn volume(&self, what: &str, labels: &[&str]) -> String {
         let name = self.track_volume(&self.name(what));
-        let label = Self::label();
-        let mut argv = vec!["volume", "create", "--label", &label];
-        for l in labels {
-            argv.extend(["--label", l]);
-        }
-        argv.push(&name);
-        docker(&argv);
-        name
+        Self::labelled("volume", &name, labels)
     }
 
     /// A bridge network with the test label and any extra `--label`s.
     pub fn network(&self, what: &str, labels: &[&str]) -> String {
         let name = self.track_network(&self.name(what));
+        Self::labelled("network", &name, labels)
+    }
+
+    fn labelled(kind: &str, name: &str, labels: &[&str]) -> String {
         let label = Self::label();
-        let mut argv = vec!["network", "create", "--label", &label];
+        let mut argv = vec![kind, "create", "--label", &label];
         for l in labels {
             argv.extend(["--label", l]);
         }
-        argv.push(&name);
+        argv.push(name);
         docker(&argv);
-        name
+        name.to_string()
     }
 
     /// A Postgres container (password in a 0600 file, like a Docker secret) that is healthy.
