@@ -155,9 +155,9 @@ fn at_a_terminal_completion_multiline_ctrl_c_and_history_work() {
     let term = Terminal::start(&ws, &["repl"]);
     term.wait_for("runbook> ");
 
-    term.type_text("fs::write_t");
+    term.type_text("docker::insp");
     term.press("Tab");
-    term.wait_for("fs::write_text(");
+    term.wait_for("docker::inspect(");
     term.press("C-u");
 
     term.line("let total = 0;");
