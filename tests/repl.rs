@@ -160,24 +160,21 @@ fn at_a_terminal_completion_multiline_ctrl_c_and_history_work() {
     term.wait_for("docker::inspect(");
     term.press("C-u");
 
-    term.line("let total = 0;");
-    term.line("for i in 1..4 {");
+    term.entry_at_prompt("runbook> ", 1, "let total = 0;");
+    term.entry_at_prompt("runbook> ", 2, "for i in 1..4 {");
     term.wait_for("for i in 1..4 {");
     term.line("    total += i;");
     term.line("}");
-    term.line("`total is ${total}`");
+    term.entry_at_prompt("runbook> ", 3, "`total is ${total}`");
     term.wait_for("total is 6");
 
-    term.line("time::sleep(30)");
+    term.entry_at_prompt("runbook> ", 4, "time::sleep(30)");
     std::thread::sleep(std::time::Duration::from_millis(300));
     term.press("C-c");
     let screen = term.wait_for("interrupted");
-    term.line("`still here ${total}`");
+    term.entry_at_prompt("runbook> ", 5, "`still here ${total}`");
     term.wait_for("still here 6");
-    assert!(
-        !screen.contains("[exited"),
-        "Ctrl-C must not end the REPL:\n{screen}"
-    );
+    assert!(!screen.contains("[exited"), "Ctrl-C must not end the REPL:\n{screen}");
 
     term.press("C-d");
     term.wait_for("[exited 0]");

@@ -62,9 +62,14 @@ impl Terminal {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Types text literally (no Enter).
+    /// Types text literally (no Enter). A final `;` is escaped: tmux would take it for a
+    /// command separator.
     pub fn type_text(&self, text: &str) {
-        self.tmux(&["send-keys", "-t", "0", "-l", text]);
+        let text = match text.strip_suffix(';') {
+            Some(rest) => format!("{rest}\\;"),
+            None => text.to_string(),
+        };
+        self.tmux(&["send-keys", "-t", "0", "-l", &text]);
     }
 
     /// Presses keys by tmux name: `Enter`, `Tab`, `C-c`, `C-d`.
@@ -96,6 +101,13 @@ impl Terminal {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Types an entry once the `n`th prompt is showing: a line editor may drop keys typed
+    /// before its prompt is up.
+    pub fn entry_at_prompt(&self, prompt: &str, n: usize, text: &str) {
+        self.wait_for_count(prompt, n);
+        self.line(text);
     }
 
     /// Waits until the screen shows `text`.
