@@ -16,5 +16,6 @@ pub mod run;
 pub mod sandbox;
 pub mod secrets;
 pub mod value;
+pub mod vault;
 
 pub use error::{Error, ExitCode};
