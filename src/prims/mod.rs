@@ -15,6 +15,7 @@ pub mod migrations;
 pub mod secret;
 pub mod text;
 pub mod time;
+pub mod vault;
 
 use std::path::PathBuf;
 
@@ -126,4 +127,5 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("migrations", rhai::exported_module!(migrations::api).into());
     engine.register_static_module("certs", rhai::exported_module!(certs::api).into());
     engine.register_static_module("findings", rhai::exported_module!(findings::api).into());
+    vault::register(engine);
 }

@@ -2,6 +2,8 @@
 //! config dirs, like an operator would.
 #![allow(dead_code)]
 
+pub mod openbao;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

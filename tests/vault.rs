@@ -1,0 +1,432 @@
+//! The vault primitives, the secrets facade and the Vault playbooks against a real OpenBao
+//! dev server (one per test, on a free port).
+
+mod common;
+
+use common::openbao::OpenBao;
+use common::{header, Outcome, Workspace};
+use serde_json::json;
+
+/// A value that must never appear in any output, journal or report.
+const CANARY: &str = "canary-7f3a9c41-do-not-print";
+
+fn run_with(ws: &Workspace, bao: &OpenBao, args: &[&str], extra: &[(&str, &str)]) -> Outcome {
+    let env = bao.env();
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(extra);
+    ws.run_env(args, &all)
+}
+
+/// Panics if the canary shows anywhere an operator or a log collector could see it.
+fn assert_canary_hidden(ws: &Workspace, out: &Outcome) {
+    assert!(
+        !out.all_output().contains(CANARY),
+        "the canary leaked into the output:\n{}",
+        out.all_output()
+    );
+    assert!(
+        !ws.journals().contains(CANARY),
+        "the canary leaked into a journal"
+    );
+}
+
+const PRIMITIVES: &str = r#"
+let v = vault::connect();
+let checks = #{};
+let st = vault::status(v);
+checks.status = `${st.state} ${st.initialized} ${st.sealed} ${st.version != ""}`;
+
+// KV v2
+let canary = env::secret("CANARY");
+checks.version1 = vault::kv_put(v, "secret", "shop/db", #{ password: canary, user: "shop" });
+checks.version2 = vault::kv_put(v, "secret", "shop/db", #{ password: canary, user: "shop2" });
+let got = vault::kv_get(v, "secret", "shop/db");
+checks.get_type = type_of(got.password);
+checks.get_matches = got.password == canary;
+checks.get_printed = `${got.password}`;
+vault::kv_put(v, "secret", "shop/api", #{ key: "k1" });
+checks.list = vault::kv_list(v, "secret", "shop");
+checks.list_root = vault::kv_list(v, "secret", "");
+checks.list_missing = vault::kv_list(v, "secret", "nothing/here");
+let meta = vault::kv_metadata(v, "secret", "shop/db");
+checks.meta = `${meta.current_version} ${meta.versions.len()}`;
+vault::kv_delete(v, "secret", "shop/api");
+checks.readable_deleted = vault::kv_readable(v, "secret", "shop/api");
+vault::kv_destroy(v, "secret", "shop/api");
+checks.list_after_destroy = vault::kv_list(v, "secret", "shop");
+
+// policies
+vault::policy_write(v, "shop", `path "secret/data/shop/*" { capabilities = ["read"] }`);
+vault::policy_write(v, "shop", `path "secret/data/shop/*" { capabilities = ["read"] }`);
+checks.policy = vault::policy_read(v, "shop");
+checks.policies = vault::policy_list(v);
+vault::policy_write(v, "doomed", `path "x/*" { capabilities = ["read"] }`);
+vault::policy_delete(v, "doomed");
+checks.policies_after = vault::policy_list(v);
+
+// auth methods
+vault::auth_enable(v, "approle", "approle");
+vault::auth_enable(v, "approle", "approle");
+checks.auth = vault::auth_list(v).keys();
+checks.auth_type = vault::auth_list(v).approle.type;
+
+// tokens
+let me = vault::token_lookup(v);
+checks.token_policies = me.policies;
+checks.token_has_no_id = !me.contains("id");
+checks
+"#;
+
+#[test]
+fn every_kv_policy_auth_and_token_primitive_against_a_real_server() {
+    let Some(bao) = OpenBao::start() else { return };
+    let ws = Workspace::new();
+    ws.write("p.rhai", &(header("p", &[]) + PRIMITIVES));
+    let out = run_with(&ws, &bao, &["run", "p.rhai", "--json"], &[("CANARY", CANARY)]);
+    out.expect_code(0);
+    let c = &out.json()["result"];
+    assert_eq!(c["status"], "active true false true");
+    assert_eq!(c["version1"], 1);
+    assert_eq!(c["version2"], 2);
+    assert_eq!(c["get_type"], "Secret");
+    assert_eq!(c["get_matches"], true);
+    assert_eq!(c["get_printed"], "***");
+    assert_eq!(c["list"], json!(["api", "db"]));
+    assert_eq!(c["list_root"], json!(["shop/"]));
+    assert_eq!(c["list_missing"], json!([]));
+    assert_eq!(c["meta"], "2 2");
+    assert_eq!(c["readable_deleted"], true);
+    assert_eq!(c["list_after_destroy"], json!(["db"]));
+    assert!(c["policy"].as_str().unwrap().contains("secret/data/shop/*"));
+    assert!(c["policies"].as_array().unwrap().contains(&json!("shop")));
+    assert!(!c["policies_after"].as_array().unwrap().contains(&json!("doomed")));
+    assert!(c["auth"].as_array().unwrap().contains(&json!("approle")));
+    assert_eq!(c["auth_type"], "approle");
+    assert_eq!(c["token_policies"], json!(["root"]));
+    assert_eq!(c["token_has_no_id"], true);
+
+    // What the server holds, read independently of runbook.
+    assert_eq!(
+        bao.kv_get("shop/db").unwrap(),
+        json!({"password": CANARY, "user": "shop2"})
+    );
+    assert!(bao.kv_get("shop/api").is_none());
+    let (code, _) = bao.api("GET", "sys/policy/shop", None);
+    assert_eq!(code, 200);
+
+    // The second policy_write and auth_enable were no-ops: not in the actions.
+    let actions: Vec<String> = out.json()["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| *a == "vault::policy_write").count(),
+        2,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| *a == "vault::auth_enable").count(),
+        1,
+        "{actions:?}"
+    );
+    assert_canary_hidden(&ws, &out);
+}
+
+const APPROLE_AND_PKI: &str = r#"
+let v = vault::connect();
+let checks = #{};
+vault::auth_enable(v, "approle", "approle");
+vault::policy_write(v, "shop", `path "secret/data/shop/*" { capabilities = ["read"] }`);
+vault::approle_write_role(v, "approle", "shop", #{
+    token_policies: ["shop"], token_ttl: "1h", token_max_ttl: "24h", secret_id_ttl: "720h",
+});
+let role = vault::approle_read_role(v, "approle", "shop");
+checks.ttls = `${role.token_ttl} ${role.token_max_ttl} ${role.secret_id_ttl}`;
+checks.roles = vault::approle_roles(v, "approle");
+let role_id = vault::approle_role_id(v, "approle", "shop");
+let secret_id = vault::approle_secret_id(v, "approle", "shop");
+checks.secret_id_type = type_of(secret_id);
+let app = vault::login_approle(v, "approle", role_id, secret_id);
+let me = vault::token_lookup(app);
+checks.app_policies = me.policies;
+checks.app_ttl = me.creation_ttl;
+checks.own = vault::kv_readable(app, "secret", "shop/db");
+checks.other = vault::kv_readable(app, "secret", "billing/db");
+checks.app_reads = vault::kv_get(app, "secret", "shop/db").password == env::secret("CANARY");
+fs::write_secret("creds/role-id", role_id);
+fs::write_secret("creds/secret-id", vault::approle_secret_id(v, "approle", "shop"));
+let from_files = vault::connect(#{ role_id_file: "creds/role-id", secret_id_file: "creds/secret-id" });
+checks.file_login = vault::token_lookup(from_files).policies;
+let doomed = vault::login_approle(v, "approle", role_id, vault::approle_secret_id(v, "approle", "shop"));
+vault::token_revoke(doomed);
+try { vault::token_lookup(doomed); checks.revoked = "still valid"; } catch (e) { checks.revoked = `${e}`; }
+
+// PKI
+vault::pki_enable(v, "pki", "87600h");
+vault::pki_enable(v, "pki", "87600h");
+let root = vault::pki_root(v, "pki", "Test Root CA", #{ ttl: "8760h" });
+checks.root_cn = certs::parse(root.certificate)[0].subject;
+checks.root_days = root.days_left;
+vault::pki_role(v, "pki", "web", #{ allowed_domains: ["example.test"], allow_subdomains: true, max_ttl: "720h" });
+let cert = vault::pki_issue(v, "pki", "web", "shop.example.test", #{ ttl: "48h", alt_names: ["api.example.test"] });
+checks.key_type = type_of(cert.private_key);
+checks.key_printed = `${cert.private_key}`;
+checks.cert_names = certs::parse(cert.certificate)[0].names;
+checks.cert_days = cert.days_left;
+checks.expiration_matches = certs::parse(cert.certificate)[0].not_after == cert.expiration;
+fs::write_secret("tls/shop.key", cert.private_key);
+checks
+"#;
+
+#[test]
+fn approle_and_pki_primitives_against_a_real_server() {
+    let Some(bao) = OpenBao::start() else { return };
+    bao.kv_put("shop/db", json!({"password": CANARY}));
+    bao.kv_put("billing/db", json!({"password": "billing-secret-value"}));
+    let ws = Workspace::new();
+    ws.write("p.rhai", &(header("p", &[]) + APPROLE_AND_PKI));
+    let before = bao.token_accessors().len();
+    let out = run_with(&ws, &bao, &["run", "p.rhai", "--json"], &[("CANARY", CANARY)]);
+    out.expect_code(0);
+    let c = &out.json()["result"];
+    assert_eq!(c["ttls"], "3600 86400 2592000");
+    assert_eq!(c["roles"], json!(["shop"]));
+    assert_eq!(c["secret_id_type"], "Secret");
+    assert_eq!(c["app_policies"], json!(["default", "shop"]));
+    assert_eq!(c["app_ttl"], 3600);
+    assert_eq!(c["own"], true);
+    assert_eq!(c["other"], false);
+    assert_eq!(c["app_reads"], true);
+    assert_eq!(c["file_login"], json!(["default", "shop"]));
+    let revoked = c["revoked"].as_str().unwrap();
+    assert!(
+        revoked.contains("auth/token/lookup-self: permission denied"),
+        "{revoked}"
+    );
+    assert_eq!(c["root_cn"], "CN=Test Root CA");
+    assert!((364..=365).contains(&c["root_days"].as_i64().unwrap()));
+    assert_eq!(c["key_type"], "Secret");
+    assert_eq!(c["key_printed"], "***");
+    assert_eq!(
+        c["cert_names"],
+        json!(["shop.example.test", "api.example.test"])
+    );
+    assert!((1..=2).contains(&c["cert_days"].as_i64().unwrap()));
+    assert_eq!(c["expiration_matches"], true);
+
+    // The issued key went to a 0600 file and is a real private key.
+    use std::os::unix::fs::PermissionsExt;
+    let key = ws.join("tls/shop.key");
+    assert!(std::fs::read_to_string(&key)
+        .unwrap()
+        .contains("PRIVATE KEY-----"));
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!out.all_output().contains("PRIVATE KEY"));
+    assert!(!ws.journals().contains("PRIVATE KEY"));
+    assert_canary_hidden(&ws, &out);
+
+    // Every token the run obtained by logging in was revoked when it ended.
+    assert_eq!(bao.token_accessors().len(), before);
+}
+
+#[test]
+fn tokens_obtained_by_a_run_are_revoked_even_when_it_fails() {
+    let Some(bao) = OpenBao::start() else { return };
+    bao.api("POST", "sys/auth/approle", Some(json!({"type": "approle"})));
+    bao.api(
+        "POST",
+        "auth/approle/role/shop",
+        Some(json!({"token_policies": ["default"]})),
+    );
+    let (_, role_id) = bao.api("GET", "auth/approle/role/shop/role-id", None);
+    let (_, secret_id) = bao.api("POST", "auth/approle/role/shop/secret-id", None);
+    let ws = Workspace::new();
+    ws.write(
+        "creds/role-id",
+        role_id["data"]["role_id"].as_str().unwrap(),
+    );
+    ws.write(
+        "creds/secret-id",
+        secret_id["data"]["secret_id"].as_str().unwrap(),
+    );
+    ws.write(
+        "fail.rhai",
+        &(header("fail", &[])
+            + r#"
+let app = step("log in", || {
+    let app = vault::connect(#{ role_id_file: "creds/role-id", secret_id_file: "creds/secret-id" });
+    vault::token_lookup(app).accessor
+});
+step("break", || { throw "something went wrong after the login"; });
+"#),
+    );
+    let before = bao.token_accessors();
+    let out = ws.run_env(&["run", "fail.rhai", "--json"], &[("VAULT_ADDR", &bao.addr)]);
+    out.expect_code(1);
+    let accessor = out.json()["steps"][0]["result"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!before.contains(&accessor));
+    assert!(
+        !bao.token_accessors().contains(&accessor),
+        "the login token outlived the failed run"
+    );
+    assert!(out.stderr.contains("cleanup: revoke Vault token"), "{}", out.stderr);
+}
+
+#[test]
+fn a_dry_run_plans_every_change_and_makes_none() {
+    let Some(bao) = OpenBao::start() else { return };
+    let ws = Workspace::new();
+    ws.write(
+        "p.rhai",
+        &(header("p", &[])
+            + r#"
+let v = vault::connect();
+vault::kv_put(v, "secret", "shop/db", #{ password: env::secret("CANARY") });
+vault::policy_write(v, "shop", `path "secret/data/shop/*" { capabilities = ["read"] }`);
+vault::auth_enable(v, "approle", "approle");
+vault::secrets_enable(v, "kv2", "kv");
+vault::pki_enable(v, "pki", "8760h");
+vault::kv_list(v, "secret", "")
+"#),
+    );
+    let out = run_with(
+        &ws,
+        &bao,
+        &["run", "p.rhai", "--dry-run", "--json"],
+        &[("CANARY", CANARY)],
+    );
+    out.expect_code(0);
+    let report = out.json();
+    let actions: Vec<&str> = report["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "vault::kv_put",
+            "vault::policy_write",
+            "vault::auth_enable",
+            "vault::secrets_enable",
+            "vault::pki_enable"
+        ]
+    );
+    assert_eq!(report["result"], json!([]));
+    assert!(bao.kv_get("shop/db").is_none());
+    assert_eq!(bao.api("GET", "sys/policy/shop", None).0, 404);
+    let (_, auths) = bao.api("GET", "sys/auth", None);
+    assert!(auths["data"].get("approle/").is_none());
+    let (_, mounts) = bao.api("GET", "sys/mounts", None);
+    assert!(mounts["data"].get("kv2/").is_none() && mounts["data"].get("pki/").is_none());
+    assert_canary_hidden(&ws, &out);
+}
+
+#[test]
+fn a_sealed_server_gives_its_status_and_one_clear_error() {
+    let Some(bao) = OpenBao::start() else { return };
+    bao.kv_put("shop/db", json!({"password": CANARY}));
+    bao.seal();
+    let ws = Workspace::new();
+    ws.write(
+        "status.rhai",
+        &(header("status", &[]) + "vault::status(vault::connect())\n"),
+    );
+    let out = run_with(&ws, &bao, &["run", "status.rhai", "--json"], &[]);
+    out.expect_code(0);
+    let status = &out.json()["result"];
+    assert_eq!(status["state"], "sealed");
+    assert_eq!(status["sealed"], true);
+    assert_eq!(status["initialized"], true);
+
+    ws.write(
+        "read.rhai",
+        &(header("read", &[])
+            + "step(\"read\", || vault::kv_get(vault::connect(), \"secret\", \"shop/db\"));\n"),
+    );
+    let out = run_with(&ws, &bao, &["run", "read.rhai"], &[]);
+    out.expect_code(1);
+    let expected = format!(
+        "Vault at {} is sealed; unseal it (`bao operator unseal`) and retry",
+        bao.addr
+    );
+    assert!(out.stderr.contains(&expected), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("sealed").count(),
+        1,
+        "one sentence, not a cascade:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn an_unreachable_server_gives_one_clear_error() {
+    let port = common::openbao::free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let ws = Workspace::new();
+    ws.write(
+        "read.rhai",
+        &(header("read", &[])
+            + "step(\"read\", || vault::kv_get(vault::connect(), \"secret\", \"shop/db\"));\n"),
+    );
+    let out = ws.run_env(
+        &["run", "read.rhai"],
+        &[("VAULT_ADDR", &addr), ("VAULT_TOKEN", "t0ken-unused")],
+    );
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains(&format!("Vault at {addr} is unreachable: Connection refused")),
+        "{}",
+        out.stderr
+    );
+    let out = ws.run_env(&["run", "read.rhai"], &[("VAULT_ADDR", "")]);
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains("no Vault configured: set VAULT_ADDR (or BAO_ADDR)"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn permission_denied_names_the_server_and_path() {
+    let Some(bao) = OpenBao::start() else { return };
+    bao.kv_put("shop/db", json!({"password": CANARY}));
+    let (code, token) = bao.api(
+        "POST",
+        "auth/token/create",
+        Some(json!({"policies": ["default"], "ttl": "10m"})),
+    );
+    assert_eq!(code, 200);
+    let token = token["auth"]["client_token"].as_str().unwrap().to_string();
+    let ws = Workspace::new();
+    ws.write(
+        "read.rhai",
+        &(header("read", &[]) + "vault::kv_get(vault::connect(), \"secret\", \"shop/db\")\n"),
+    );
+    let out = ws.run_env(
+        &["run", "read.rhai"],
+        &[("BAO_ADDR", &bao.addr), ("BAO_TOKEN", &token)],
+    );
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains(&format!(
+            "Vault at {}: secret/data/shop/db: permission denied",
+            bao.addr
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.all_output().contains(&token));
+}
