@@ -14,6 +14,7 @@ pub mod prims;
 pub mod retention;
 pub mod run;
 pub mod sandbox;
+pub mod secret_store;
 pub mod secrets;
 pub mod value;
 pub mod vault;

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod certs;
 pub mod crypto;
+pub mod dotenv;
 pub mod env;
 pub mod findings;
 pub mod flow;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod log;
 pub mod migrations;
 pub mod secret;
+pub mod secrets;
 pub mod text;
 pub mod time;
 pub mod vault;
@@ -128,4 +130,6 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("certs", rhai::exported_module!(certs::api).into());
     engine.register_static_module("findings", rhai::exported_module!(findings::api).into());
     vault::register(engine);
+    secrets::register(engine);
+    engine.register_static_module("dotenv", rhai::exported_module!(dotenv::api).into());
 }
