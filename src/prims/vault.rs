@@ -639,6 +639,36 @@ pub mod api {
         call(&run, &vault, vault.approle_secret_id(mount, role)).map(|s| s.secret_id)
     }
 
+    /// Issues login credentials for an AppRole role: `#{role_id, secret_id}`, both Secrets,
+    /// with a newly generated secret-id. Planned in a dry run (both empty then).
+    #[rhai_fn(return_raw)]
+    pub fn approle_credentials(
+        ctx: NativeCallContext,
+        vault: Conn,
+        mount: &str,
+        role: &str,
+    ) -> Result<Map, Box<EvalAltResult>> {
+        let run = Run::of(&ctx);
+        let mut out = Map::new();
+        if run.mutate(
+            "vault::approle_credentials",
+            format!(
+                "issue a role-id and a new secret-id for AppRole role {role} at auth/{}/ on Vault at {}",
+                mount.trim_matches('/'),
+                vault.address()
+            ),
+        ) {
+            let role_id = call(&run, &vault, vault.approle_role_id(mount, role))?;
+            let secret_id = call(&run, &vault, vault.approle_secret_id(mount, role))?;
+            out.insert("role_id".into(), Dynamic::from(Secret::new(role_id)));
+            out.insert("secret_id".into(), Dynamic::from(secret_id.secret_id));
+        } else {
+            out.insert("role_id".into(), Dynamic::from(Secret::new("")));
+            out.insert("secret_id".into(), Dynamic::from(Secret::new("")));
+        }
+        Ok(out)
+    }
+
     /// Logs in with AppRole (role-id as text or Secret, secret-id as Secret) and returns a
     /// connection with the new token; the token is revoked when the run ends, also on failure.
     #[rhai_fn(return_raw)]
