@@ -430,3 +430,334 @@ fn permission_denied_names_the_server_and_path() {
     );
     assert!(!out.all_output().contains(&token));
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn write_policies(ws: &Workspace, services: &[&str]) {
+    for service in services {
+        ws.write(
+            &format!("policies/{service}.hcl"),
+            &format!("path \"secret/data/{service}/*\" {{ capabilities = [\"read\"] }}\n"),
+        );
+    }
+}
+
+/// Logs in with a service's credential files through the API, as the service would.
+fn service_token(bao: &OpenBao, ws: &Workspace, service: &str) -> String {
+    let role_id = ws.read(&format!("creds/{service}/role-id"));
+    let secret_id = ws.read(&format!("creds/{service}/secret-id"));
+    let (code, body) = bao.api_as(
+        "",
+        "POST",
+        "auth/approle/login",
+        Some(json!({"role_id": role_id, "secret_id": secret_id})),
+    );
+    assert_eq!(code, 200, "{body}");
+    body["auth"]["client_token"].as_str().unwrap().to_string()
+}
+
+const BOOTSTRAP: [&str; 8] = [
+    "run",
+    "vault-approle-bootstrap",
+    "-p",
+    "policies=policies",
+    "-p",
+    "out=creds",
+    "-p",
+    "probe=db",
+];
+
+#[test]
+fn approle_bootstrap_proves_least_privilege_and_keeps_credentials_private() {
+    let Some(bao) = OpenBao::start() else { return };
+    bao.kv_put("shop/db", json!({"password": CANARY}));
+    bao.kv_put("billing/db", json!({"password": "billing-canary-0042"}));
+    let ws = Workspace::new();
+    write_policies(&ws, &["shop", "billing"]);
+
+    // A dry run plans and changes nothing.
+    let mut dry = BOOTSTRAP.to_vec();
+    dry.extend(["--dry-run", "--json"]);
+    let out = run_with(&ws, &bao, &dry, &[]);
+    out.expect_code(0);
+    let planned: Vec<String> = out.json()["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_string())
+        .collect();
+    for action in [
+        "vault::auth_enable",
+        "vault::policy_write",
+        "vault::approle_write_role",
+        "vault::approle_credentials",
+        "fs::write_secret",
+    ] {
+        assert!(planned.contains(&action.to_string()), "{action} not planned: {planned:?}");
+    }
+    assert!(!ws.join("creds").exists());
+    let (_, auths) = bao.api("GET", "sys/auth", None);
+    assert!(auths["data"].get("approle/").is_none());
+
+    let tokens_before = bao.token_accessors().len();
+    let mut real = BOOTSTRAP.to_vec();
+    real.push("--json");
+    let out = run_with(&ws, &bao, &real, &[]);
+    out.expect_code(0);
+    let report = out.json();
+    let proofs = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "prove least privilege")
+        .unwrap()["result"]
+        .clone();
+    assert_eq!(
+        proofs,
+        json!([
+            {"service": "billing", "reads": "secret/billing/db", "denied": ["shop"]},
+            {"service": "shop", "reads": "secret/shop/db", "denied": ["billing"]},
+        ])
+    );
+    // The logins the proof made were revoked when the run ended.
+    assert_eq!(bao.token_accessors().len(), tokens_before);
+
+    // Credentials: 0600 files in 0700 dirs.
+    assert_eq!(mode(&ws.join("creds")), 0o700);
+    for service in ["shop", "billing"] {
+        assert_eq!(mode(&ws.join(&format!("creds/{service}"))), 0o700);
+        for file in ["role-id", "secret-id"] {
+            assert_eq!(mode(&ws.join(&format!("creds/{service}/{file}"))), 0o600);
+            let value = ws.read(&format!("creds/{service}/{file}"));
+            assert!(!value.is_empty());
+            assert!(!out.all_output().contains(&value), "{service} {file} leaked");
+            assert!(!ws.journals().contains(&value), "{service} {file} in a journal");
+        }
+    }
+
+    // The roles as asked: own policy, TTL 1h, max 24h, secret-id 30 days.
+    let (_, role) = bao.api("GET", "auth/approle/role/shop", None);
+    assert_eq!(role["data"]["token_policies"], json!(["shop"]));
+    assert_eq!(role["data"]["token_ttl"], 3600);
+    assert_eq!(role["data"]["token_max_ttl"], 86400);
+    assert_eq!(role["data"]["secret_id_ttl"], 2_592_000);
+
+    // Checked independently: shop's credentials read shop's secret and nothing of billing's.
+    let shop = service_token(&bao, &ws, "shop");
+    let (code, body) = bao.api_as(&shop, "GET", "secret/data/shop/db", None);
+    assert_eq!((code, &body["data"]["data"]["password"]), (200, &json!(CANARY)));
+    assert_eq!(bao.api_as(&shop, "GET", "secret/data/billing/db", None).0, 403);
+    let billing = service_token(&bao, &ws, "billing");
+    assert_eq!(bao.api_as(&billing, "GET", "secret/data/shop/db", None).0, 403);
+    assert_canary_hidden(&ws, &out);
+
+    // A second run changes no policy and proves it again with fresh secret-ids.
+    let out = run_with(&ws, &bao, &real, &[]);
+    out.expect_code(0);
+    let actions: Vec<String> = out.json()["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!actions.contains(&"vault::policy_write".to_string()), "{actions:?}");
+    assert!(!actions.contains(&"vault::auth_enable".to_string()), "{actions:?}");
+    assert_canary_hidden(&ws, &out);
+}
+
+#[test]
+fn approle_bootstrap_refuses_a_policy_that_reaches_another_service() {
+    let Some(bao) = OpenBao::start() else { return };
+    let ws = Workspace::new();
+    write_policies(&ws, &["shop"]);
+    ws.write(
+        "policies/billing.hcl",
+        "path \"secret/data/*\" { capabilities = [\"read\"] }\n",
+    );
+    let out = run_with(&ws, &bao, &BOOTSTRAP, &[]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains(
+            "billing can read shop's secret secret/shop/db: its policy billing.hcl is too broad"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+const DOTENV: &str = "# shop\nDB_USER=shop\nDB_PASSWORD=canary-7f3a9c41-do-not-print\nexport STRIPE_API_KEY=\"sk_test_4eC39HqLyjWDarjtT1zdp7dc\"\nPORT=8080\n";
+
+fn assert_migrated(ws: &Workspace, out: &Outcome) {
+    let rewritten = ws.read("app.env");
+    assert!(!rewritten.contains(CANARY), "{rewritten}");
+    assert!(!rewritten.contains("sk_test_4eC39HqLyjWDarjtT1zdp7dc"), "{rewritten}");
+    assert!(rewritten.contains("DB_USER=shop\n") && rewritten.contains("PORT=8080\n"));
+    assert!(rewritten.contains("# DB_PASSWORD: moved to shop/env in "), "{rewritten}");
+    assert_eq!(mode(&ws.join("app.env")), 0o640, "the file keeps its mode");
+    let backups: Vec<_> = std::fs::read_dir(ws.join("secrets-migrate-backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(std::fs::read_to_string(&backups[0]).unwrap(), DOTENV);
+    assert_eq!(mode(&backups[0]), 0o600);
+    assert_eq!(mode(&ws.join("secrets-migrate-backups")), 0o700);
+    assert_canary_hidden(ws, out);
+}
+
+#[test]
+fn secrets_migrate_moves_env_secrets_into_vault_and_each_reads_back() {
+    let Some(bao) = OpenBao::start() else { return };
+    bao.kv_put("shop/env", json!({"KEPT": "already-there"}));
+    let ws = Workspace::new();
+    let env_file = ws.write("app.env", DOTENV);
+    std::fs::set_permissions(
+        &env_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    let args = [
+        "run",
+        "secrets-migrate",
+        "-p",
+        "file=app.env",
+        "-p",
+        "to=shop/env",
+        "--yes",
+        "--json",
+    ];
+
+    // Without --yes and a terminal the rewrite is refused, after the secrets are safe.
+    let out = run_with(&ws, &bao, &args[..6], &[]);
+    out.expect_code(3);
+    assert_eq!(ws.read("app.env"), DOTENV);
+    std::fs::remove_dir_all(ws.join("secrets-migrate-backups")).unwrap();
+
+    let out = run_with(&ws, &bao, &args, &[]);
+    out.expect_code(0);
+    assert_eq!(
+        out.json()["result"]["moved"],
+        json!(["DB_PASSWORD", "STRIPE_API_KEY"])
+    );
+    assert_migrated(&ws, &out);
+    assert_eq!(
+        bao.kv_get("shop/env").unwrap(),
+        json!({
+            "DB_PASSWORD": CANARY,
+            "STRIPE_API_KEY": "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+            "KEPT": "already-there",
+        })
+    );
+
+    // Reading them back through the facade, as a playbook would.
+    ws.write(
+        "read.rhai",
+        &(header("read", &[])
+            + "let s = secrets::get(\"shop/env\");\nprint(s.DB_PASSWORD);\n#{ kind: type_of(s.DB_PASSWORD), keys: s.keys(), store: secrets::describe(secrets::open()) }\n"),
+    );
+    let out = run_with(&ws, &bao, &["run", "read.rhai", "--json"], &[]);
+    out.expect_code(0);
+    let result = &out.json()["result"];
+    assert_eq!(result["kind"], "Secret");
+    assert_eq!(
+        result["keys"],
+        json!(["DB_PASSWORD", "KEPT", "STRIPE_API_KEY"])
+    );
+    assert_eq!(
+        result["store"],
+        format!("Vault at {} (KV secret/)", bao.addr).as_str()
+    );
+    assert!(out.stderr.contains("***"));
+    assert_canary_hidden(&ws, &out);
+}
+
+#[test]
+fn secrets_migrate_into_the_local_store_without_vault() {
+    let ws = Workspace::new();
+    let env_file = ws.write("app.env", DOTENV);
+    std::fs::set_permissions(
+        &env_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    let out = ws.run(&[
+        "run",
+        "secrets-migrate",
+        "-p",
+        "file=app.env",
+        "-p",
+        "to=shop/env",
+        "--yes",
+        "--json",
+    ]);
+    out.expect_code(0);
+    assert_migrated(&ws, &out);
+    let store = ws.join("data/secrets.age");
+    assert_eq!(mode(&store), 0o600);
+    assert_eq!(mode(&ws.join("data/secrets.key")), 0o600);
+    let raw = std::fs::read(&store).unwrap();
+    assert!(!String::from_utf8_lossy(&raw).contains(CANARY));
+
+    // The standard age tool reads the store with its key, when it is installed.
+    let age = std::process::Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(ws.join("data/secrets.key"))
+        .arg(&store)
+        .output();
+    if let Ok(age) = age {
+        assert!(age.status.success(), "{}", String::from_utf8_lossy(&age.stderr));
+        let plain: serde_json::Value = serde_json::from_slice(&age.stdout).unwrap();
+        assert_eq!(plain["secrets"]["shop/env"]["DB_PASSWORD"], CANARY);
+    }
+
+    ws.write(
+        "read.rhai",
+        &(header("read", &[])
+            + "let s = secrets::get(\"shop/env\");\nsecrets::put(\"shop/other\", #{ a: s.DB_PASSWORD });\nsecrets::delete(\"shop/other\");\n#{ same: s.DB_PASSWORD == secrets::get(secrets::open(), \"shop/env\", \"DB_PASSWORD\"), list: secrets::list(\"shop\") }\n"),
+    );
+    let out = ws.run(&["run", "read.rhai", "--json"]);
+    out.expect_code(0);
+    assert_eq!(out.json()["result"], json!({"same": true, "list": ["env"]}));
+    assert_canary_hidden(&ws, &out);
+}
+
+#[test]
+fn secrets_migrate_dry_run_changes_nothing() {
+    let Some(bao) = OpenBao::start() else { return };
+    let ws = Workspace::new();
+    ws.write("app.env", DOTENV);
+    let out = run_with(
+        &ws,
+        &bao,
+        &[
+            "run",
+            "secrets-migrate",
+            "-p",
+            "file=app.env",
+            "-p",
+            "to=shop/env",
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+    );
+    out.expect_code(0);
+    let actions: Vec<String> = out.json()["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        ["fs::mkdir", "fs::copy", "fs::chmod", "secrets::put", "dotenv::remove"]
+    );
+    assert_eq!(ws.read("app.env"), DOTENV);
+    assert!(!ws.join("secrets-migrate-backups").exists());
+    assert!(bao.kv_get("shop/env").is_none());
+    assert_canary_hidden(&ws, &out);
+}
