@@ -11,6 +11,7 @@ pub mod locations;
 pub mod migrations;
 pub mod playbook;
 pub mod prims;
+pub mod repl;
 pub mod retention;
 pub mod run;
 pub mod sandbox;

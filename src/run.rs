@@ -84,6 +84,14 @@ struct Steps {
 
 type Cleanup = Box<dyn FnOnce() + Send>;
 
+/// Lets the REPL hold a loaded playbook before each top-level step (`:next`, `:run`).
+pub trait StepGate: Send + Sync {
+    /// Called before a top-level step starts; `false` stops the run there (resumable).
+    fn before(&self, step: &str) -> bool;
+    /// Called when a top-level step has ended.
+    fn after(&self, report: &StepReport);
+}
+
 /// The shared state of one run.
 pub struct Run {
     pub id: String,
@@ -101,6 +109,7 @@ pub struct Run {
     sources: Mutex<HashMap<String, String>>,
     exit_status: Mutex<Option<i32>>,
     cleanups: Mutex<Vec<(String, Cleanup)>>,
+    gate: Mutex<Option<Arc<dyn StepGate>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -135,6 +144,7 @@ impl Run {
             sources: Mutex::default(),
             exit_status: Mutex::default(),
             cleanups: Mutex::default(),
+            gate: Mutex::default(),
         })
     }
 
@@ -153,6 +163,11 @@ impl Run {
     /// Starts journaling (after the playbook compiled: a run that never started leaves no journal).
     pub fn attach_journal(&self, journal: Journal) {
         *lock(&self.journal) = Some(journal);
+    }
+
+    /// Stops journaling and hands the journal over (the REPL moves it to a rebuilt run).
+    pub fn take_journal(&self) -> Option<Journal> {
+        lock(&self.journal).take()
     }
 
     /// Appends an event to the journal, if this run has one. Journal write failures are
@@ -387,6 +402,39 @@ impl Run {
             json!({"key": key, "step": name, "outcome": label, "duration_ms": duration_ms, "result": result, "error": error}),
             true,
         );
+    }
+
+    /// Holds top-level steps at `gate` (the REPL stepping through a playbook).
+    pub fn set_gate(&self, gate: Arc<dyn StepGate>) {
+        *lock(&self.gate) = Some(gate);
+    }
+
+    /// Before a step: waits at the gate, if any, when the step is top-level. An error when the
+    /// operator stopped the run there.
+    pub fn pass_gate(&self, step: &str) -> Result<(), Box<EvalAltResult>> {
+        let gate = lock(&self.gate).clone();
+        match gate {
+            Some(gate) if lock(&self.steps).stack.is_empty() && !gate.before(step) => {
+                self.cancel();
+                Err(Box::new(EvalAltResult::ErrorTerminated(
+                    format!("stopped at the prompt before step `{step}`").into(),
+                    Position::NONE,
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// After a step: tells the gate, if any, how a top-level step went.
+    pub fn leave_gate(&self) {
+        let gate = lock(&self.gate).clone();
+        let steps = lock(&self.steps);
+        if let (Some(gate), true) = (gate, steps.stack.is_empty()) {
+            if let Some(report) = steps.reports.last().cloned() {
+                drop(steps);
+                gate.after(&report);
+            }
+        }
     }
 
     /// The name of the innermost step running now.

@@ -5,6 +5,7 @@ mod check;
 mod doc;
 mod eject;
 mod list;
+mod repl;
 mod run;
 mod runs;
 
@@ -52,6 +53,8 @@ pub enum Command {
     Runs(runs::RunsArgs),
     /// Show the journal of one run.
     Log(runs::LogArgs),
+    /// An interactive prompt over the same primitives, for incidents: `runbook repl --dry-run`.
+    Repl(repl::ReplArgs),
     /// Print shell completions: `runbook completions bash > /etc/bash_completion.d/runbook`.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -70,6 +73,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Doc(args) => doc::execute(args),
         Command::Runs(args) => runs::runs(args),
         Command::Log(args) => runs::log(args),
+        Command::Repl(args) => repl::execute(args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

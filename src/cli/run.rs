@@ -69,6 +69,7 @@ pub fn execute(args: RunArgs) -> Result<()> {
         resume: args.resume,
         allow_paths: args.allow_path,
         print_to_stderr: args.json,
+        gate: None,
     };
     let report = runner::run(request)?;
     if args.json {

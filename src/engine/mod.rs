@@ -2,6 +2,7 @@
 //! limits, the stdlib module resolver, and the registration of every primitive.
 
 pub mod diagnostics;
+pub mod reference;
 pub mod resolver;
 
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use super::{params, ParamType, Playbook};
 use crate::engine::{self, diagnostics};
 use crate::error::{Error, Result};
 use crate::locations;
-use crate::run::{Action, Run, RunOptions, StepReport, Verdict};
+use crate::run::{Action, Run, RunOptions, StepGate, StepReport, Verdict};
 use crate::sandbox::Sandbox;
 use crate::secrets;
 
@@ -33,6 +33,18 @@ pub struct RunRequest {
     pub allow_paths: Vec<PathBuf>,
     /// `print` goes to stderr (stdout is reserved for the JSON report).
     pub print_to_stderr: bool,
+    /// Holds each top-level step until the REPL lets it go.
+    pub gate: Option<Gate>,
+}
+
+/// A [`StepGate`] handed to a run.
+#[derive(Clone)]
+pub struct Gate(pub Arc<dyn StepGate>);
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gate")
+    }
 }
 
 /// How a run ended.
@@ -74,14 +86,7 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
     let (playbook, given, run_id, resumed, attempt) = prepare(&request)?;
     let bound = params::bind(&playbook.header, &given).map_err(Error::Usage)?;
 
-    let sandbox = Sandbox::new(
-        [
-            std::env::current_dir().unwrap_or_default(),
-            locations::state_dir(),
-        ]
-        .into_iter()
-        .chain(request.allow_paths.iter().cloned()),
-    );
+    let sandbox = sandbox(&request.allow_paths);
     let script_params = script_params(&playbook, &bound, &sandbox)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -97,6 +102,9 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
         None,
         resumed,
     );
+    if let Some(Gate(gate)) = &request.gate {
+        run.set_gate(gate.clone());
+    }
     let engine = engine::build(&run, request.print_to_stderr);
     let mut scope = Scope::new();
     scope.push_constant("params", script_params);
@@ -129,7 +137,7 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
         .map_err(|e| Error::io("cannot write the journal", e))?;
     let journal_path = journal.path().clone();
     run.attach_journal(journal);
-    watch_signals(&runtime, &run);
+    watch_signals(runtime.handle(), &run);
 
     // Entered, so primitives can build tokio futures (timers, sockets) on the script thread.
     let entered = runtime.enter();
@@ -180,6 +188,18 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
         exit_status: run.exit_status(),
         journal: journal_path,
     })
+}
+
+/// The roots a run may touch: the working directory, the state directory, and `--allow-path`s.
+pub fn sandbox(allow_paths: &[PathBuf]) -> Sandbox {
+    Sandbox::new(
+        [
+            std::env::current_dir().unwrap_or_default(),
+            locations::state_dir(),
+        ]
+        .into_iter()
+        .chain(allow_paths.iter().cloned()),
+    )
 }
 
 type Prepared = (
@@ -282,7 +302,7 @@ fn run_info(run: &Arc<Run>, playbook: &Playbook) -> Map {
 
 /// Ctrl-C and SIGTERM cancel the run: the script stops between operations, in-flight calls
 /// are abandoned, and the journal stays resumable.
-fn watch_signals(runtime: &tokio::runtime::Runtime, run: &Arc<Run>) {
+fn watch_signals(runtime: &tokio::runtime::Handle, run: &Arc<Run>) {
     let run = run.clone();
     runtime.spawn(async move {
         let Ok(mut term) =

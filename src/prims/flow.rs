@@ -17,13 +17,18 @@ fn step(ctx: &NativeCallContext, name: &str, body: &FnPtr) -> PrimResult<Dynamic
             "step name `{name}` must be non-empty and contain no `/`"
         )));
     }
+    run.pass_gate(name)?;
     let key = match run.begin_step(name) {
-        StepStart::Resumed(result) => return Ok(crate::value::from_json(&result)),
+        StepStart::Resumed(result) => {
+            run.leave_gate();
+            return Ok(crate::value::from_json(&result));
+        }
         StepStart::Fresh(key) => key,
     };
     let started = Instant::now();
     let outcome = body.call_within_context::<Dynamic>(ctx, ());
     run.end_step(&key, started, &outcome);
+    run.leave_gate();
     outcome
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod openbao;
+pub mod terminal;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -149,8 +150,16 @@ impl Workspace {
 
     /// Runs `runbook ARGS` feeding `input` on stdin.
     pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Outcome {
-        let mut child = self
-            .command(args)
+        self.run_env_with_stdin(args, input, &[])
+    }
+
+    /// Runs `runbook ARGS` with extra environment variables, feeding `input` on stdin.
+    pub fn run_env_with_stdin(&self, args: &[&str], input: &str, env: &[(&str, &str)]) -> Outcome {
+        let mut command = self.command(args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
