@@ -37,7 +37,10 @@ pub enum StoreError {
 /// The backend a facade call goes to.
 pub enum SecretStore {
     /// KV version 2 at `mount` on a Vault server.
-    Vault { vault: Arc<Vault>, mount: String },
+    Vault {
+        vault: Arc<Vault>,
+        mount: String,
+    },
     Local(LocalStore),
 }
 
@@ -46,7 +49,11 @@ impl SecretStore {
     pub fn describe(&self) -> String {
         match self {
             SecretStore::Vault { vault, mount } => {
-                format!("Vault at {} (KV {}/)", vault.address(), mount.trim_matches('/'))
+                format!(
+                    "Vault at {} (KV {}/)",
+                    vault.address(),
+                    mount.trim_matches('/')
+                )
             }
             SecretStore::Local(local) => format!("local store {}", local.file().display()),
         }
@@ -61,7 +68,11 @@ impl SecretStore {
     }
 
     /// Replaces the keys and values at `path`.
-    pub async fn put(&self, path: &str, values: &BTreeMap<String, String>) -> Result<(), StoreError> {
+    pub async fn put(
+        &self,
+        path: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
         match self {
             SecretStore::Vault { vault, mount } => {
                 vault.kv_put(mount, path, values).await?;
@@ -149,9 +160,14 @@ impl LocalStore {
                     .ok_or_else(|| {
                         self.fail(format!("{} holds no age identity", key_file.display()))
                     })?;
-                age::x25519::Identity::from_str(line).map(Some).map_err(|_| {
-                    self.fail(format!("{} holds no valid age identity", key_file.display()))
-                })
+                age::x25519::Identity::from_str(line)
+                    .map(Some)
+                    .map_err(|_| {
+                        self.fail(format!(
+                            "{} holds no valid age identity",
+                            key_file.display()
+                        ))
+                    })
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 let identity = age::x25519::Identity::generate();
@@ -182,8 +198,12 @@ impl LocalStore {
                 self.key_file().display()
             ))
         })?;
-        let plain = age::decrypt(&identity, &bytes)
-            .map_err(|e| self.fail(format!("cannot decrypt with {}: {e}", self.key_file().display())))?;
+        let plain = age::decrypt(&identity, &bytes).map_err(|e| {
+            self.fail(format!(
+                "cannot decrypt with {}: {e}",
+                self.key_file().display()
+            ))
+        })?;
         serde_json::from_slice(&plain).map_err(|_| self.fail("decrypted, but not a secret store"))
     }
 
@@ -197,7 +217,10 @@ impl LocalStore {
     }
 
     /// Runs a read-modify-write under the store's lock.
-    fn update<T>(&self, change: impl FnOnce(&mut Contents) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn update<T>(
+        &self,
+        change: impl FnOnce(&mut Contents) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         if !self.dir.exists() {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -218,11 +241,17 @@ impl LocalStore {
     pub fn get(&self, path: &str) -> Result<BTreeMap<String, Secret>, StoreError> {
         self.check(path)?;
         let mut contents = self.load()?;
-        let values = contents.secrets.remove(path).ok_or_else(|| StoreError::NotFound {
-            file: self.file(),
-            path: path.to_string(),
-        })?;
-        Ok(values.into_iter().map(|(k, v)| (k, Secret::new(v))).collect())
+        let values = contents
+            .secrets
+            .remove(path)
+            .ok_or_else(|| StoreError::NotFound {
+                file: self.file(),
+                path: path.to_string(),
+            })?;
+        Ok(values
+            .into_iter()
+            .map(|(k, v)| (k, Secret::new(v)))
+            .collect())
     }
 
     /// Replaces the keys and values at `path`.
@@ -319,8 +348,12 @@ mod tests {
         store
             .put("shop/db", &values(&[("password", "local-canary-1234")]))
             .unwrap();
-        store.put("shop/api", &values(&[("key", "k-5678")])).unwrap();
-        store.put("billing/db", &values(&[("password", "p")])).unwrap();
+        store
+            .put("shop/api", &values(&[("key", "k-5678")]))
+            .unwrap();
+        store
+            .put("billing/db", &values(&[("password", "p")]))
+            .unwrap();
         let got = store.get("shop/db").unwrap();
         assert_eq!(got["password"].expose(), "local-canary-1234");
         assert_eq!(store.list("").unwrap(), ["billing/", "shop/"]);
@@ -356,7 +389,10 @@ mod tests {
         assert!(err.contains("open to other users (mode 0644)"), "{err}");
         std::fs::remove_file(store.key_file()).unwrap();
         let err = store.get("a").unwrap_err().to_string();
-        assert!(err.contains("is missing, so it cannot be decrypted"), "{err}");
+        assert!(
+            err.contains("is missing, so it cannot be decrypted"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -369,7 +405,10 @@ mod tests {
 
     #[test]
     fn children_are_immediate_entries() {
-        let paths: Vec<String> = ["a/b/c", "a/d", "e"].iter().map(|s| s.to_string()).collect();
+        let paths: Vec<String> = ["a/b/c", "a/d", "e"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(children(paths.iter(), ""), ["a/", "e"]);
         assert_eq!(children(paths.iter(), "a"), ["b/", "d"]);
         assert!(children(paths.iter(), "x").is_empty());

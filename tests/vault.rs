@@ -82,7 +82,12 @@ fn every_kv_policy_auth_and_token_primitive_against_a_real_server() {
     let Some(bao) = OpenBao::start() else { return };
     let ws = Workspace::new();
     ws.write("p.rhai", &(header("p", &[]) + PRIMITIVES));
-    let out = run_with(&ws, &bao, &["run", "p.rhai", "--json"], &[("CANARY", CANARY)]);
+    let out = run_with(
+        &ws,
+        &bao,
+        &["run", "p.rhai", "--json"],
+        &[("CANARY", CANARY)],
+    );
     out.expect_code(0);
     let c = &out.json()["result"];
     assert_eq!(c["status"], "active true false true");
@@ -99,7 +104,10 @@ fn every_kv_policy_auth_and_token_primitive_against_a_real_server() {
     assert_eq!(c["list_after_destroy"], json!(["db"]));
     assert!(c["policy"].as_str().unwrap().contains("secret/data/shop/*"));
     assert!(c["policies"].as_array().unwrap().contains(&json!("shop")));
-    assert!(!c["policies_after"].as_array().unwrap().contains(&json!("doomed")));
+    assert!(!c["policies_after"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("doomed")));
     assert!(c["auth"].as_array().unwrap().contains(&json!("approle")));
     assert_eq!(c["auth_type"], "approle");
     assert_eq!(c["token_policies"], json!(["root"]));
@@ -122,12 +130,18 @@ fn every_kv_policy_auth_and_token_primitive_against_a_real_server() {
         .map(|a| a["action"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(
-        actions.iter().filter(|a| *a == "vault::policy_write").count(),
+        actions
+            .iter()
+            .filter(|a| *a == "vault::policy_write")
+            .count(),
         2,
         "{actions:?}"
     );
     assert_eq!(
-        actions.iter().filter(|a| *a == "vault::auth_enable").count(),
+        actions
+            .iter()
+            .filter(|a| *a == "vault::auth_enable")
+            .count(),
         1,
         "{actions:?}"
     );
@@ -188,7 +202,12 @@ fn approle_and_pki_primitives_against_a_real_server() {
     let ws = Workspace::new();
     ws.write("p.rhai", &(header("p", &[]) + APPROLE_AND_PKI));
     let before = bao.token_accessors().len();
-    let out = run_with(&ws, &bao, &["run", "p.rhai", "--json"], &[("CANARY", CANARY)]);
+    let out = run_with(
+        &ws,
+        &bao,
+        &["run", "p.rhai", "--json"],
+        &[("CANARY", CANARY)],
+    );
     out.expect_code(0);
     let c = &out.json()["result"];
     assert_eq!(c["ttls"], "3600 86400 2592000");
@@ -266,7 +285,10 @@ step("break", || { throw "something went wrong after the login"; });
 "#),
     );
     let before = bao.token_accessors();
-    let out = ws.run_env(&["run", "fail.rhai", "--json"], &[("VAULT_ADDR", &bao.addr)]);
+    let out = ws.run_env(
+        &["run", "fail.rhai", "--json"],
+        &[("VAULT_ADDR", &bao.addr)],
+    );
     out.expect_code(1);
     let accessor = out.json()["steps"][0]["result"]
         .as_str()
@@ -277,7 +299,11 @@ step("break", || { throw "something went wrong after the login"; });
         !bao.token_accessors().contains(&accessor),
         "the login token outlived the failed run"
     );
-    assert!(out.stderr.contains("cleanup: revoke Vault token"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cleanup: revoke Vault token"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -384,8 +410,9 @@ fn an_unreachable_server_gives_one_clear_error() {
     );
     out.expect_code(1);
     assert!(
-        out.stderr
-            .contains(&format!("Vault at {addr} is unreachable: Connection refused")),
+        out.stderr.contains(&format!(
+            "Vault at {addr} is unreachable: Connection refused"
+        )),
         "{}",
         out.stderr
     );
@@ -496,7 +523,10 @@ fn approle_bootstrap_proves_least_privilege_and_keeps_credentials_private() {
         "vault::approle_credentials",
         "fs::write_secret",
     ] {
-        assert!(planned.contains(&action.to_string()), "{action} not planned: {planned:?}");
+        assert!(
+            planned.contains(&action.to_string()),
+            "{action} not planned: {planned:?}"
+        );
     }
     assert!(!ws.join("creds").exists());
     let (_, auths) = bao.api("GET", "sys/auth", None);
@@ -533,8 +563,14 @@ fn approle_bootstrap_proves_least_privilege_and_keeps_credentials_private() {
             assert_eq!(mode(&ws.join(&format!("creds/{service}/{file}"))), 0o600);
             let value = ws.read(&format!("creds/{service}/{file}"));
             assert!(!value.is_empty());
-            assert!(!out.all_output().contains(&value), "{service} {file} leaked");
-            assert!(!ws.journals().contains(&value), "{service} {file} in a journal");
+            assert!(
+                !out.all_output().contains(&value),
+                "{service} {file} leaked"
+            );
+            assert!(
+                !ws.journals().contains(&value),
+                "{service} {file} in a journal"
+            );
         }
     }
 
@@ -548,10 +584,19 @@ fn approle_bootstrap_proves_least_privilege_and_keeps_credentials_private() {
     // Checked independently: shop's credentials read shop's secret and nothing of billing's.
     let shop = service_token(&bao, &ws, "shop");
     let (code, body) = bao.api_as(&shop, "GET", "secret/data/shop/db", None);
-    assert_eq!((code, &body["data"]["data"]["password"]), (200, &json!(CANARY)));
-    assert_eq!(bao.api_as(&shop, "GET", "secret/data/billing/db", None).0, 403);
+    assert_eq!(
+        (code, &body["data"]["data"]["password"]),
+        (200, &json!(CANARY))
+    );
+    assert_eq!(
+        bao.api_as(&shop, "GET", "secret/data/billing/db", None).0,
+        403
+    );
     let billing = service_token(&bao, &ws, "billing");
-    assert_eq!(bao.api_as(&billing, "GET", "secret/data/shop/db", None).0, 403);
+    assert_eq!(
+        bao.api_as(&billing, "GET", "secret/data/shop/db", None).0,
+        403
+    );
     assert_canary_hidden(&ws, &out);
 
     // A second run changes no policy and proves it again with fresh secret-ids.
@@ -563,8 +608,14 @@ fn approle_bootstrap_proves_least_privilege_and_keeps_credentials_private() {
         .iter()
         .map(|a| a["action"].as_str().unwrap().to_string())
         .collect();
-    assert!(!actions.contains(&"vault::policy_write".to_string()), "{actions:?}");
-    assert!(!actions.contains(&"vault::auth_enable".to_string()), "{actions:?}");
+    assert!(
+        !actions.contains(&"vault::policy_write".to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        !actions.contains(&"vault::auth_enable".to_string()),
+        "{actions:?}"
+    );
     assert_canary_hidden(&ws, &out);
 }
 
@@ -593,9 +644,15 @@ const DOTENV: &str = "# shop\nDB_USER=shop\nDB_PASSWORD=canary-7f3a9c41-do-not-p
 fn assert_migrated(ws: &Workspace, out: &Outcome) {
     let rewritten = ws.read("app.env");
     assert!(!rewritten.contains(CANARY), "{rewritten}");
-    assert!(!rewritten.contains("sk_test_4eC39HqLyjWDarjtT1zdp7dc"), "{rewritten}");
+    assert!(
+        !rewritten.contains("sk_test_4eC39HqLyjWDarjtT1zdp7dc"),
+        "{rewritten}"
+    );
     assert!(rewritten.contains("DB_USER=shop\n") && rewritten.contains("PORT=8080\n"));
-    assert!(rewritten.contains("# DB_PASSWORD: moved to shop/env in "), "{rewritten}");
+    assert!(
+        rewritten.contains("# DB_PASSWORD: moved to shop/env in "),
+        "{rewritten}"
+    );
     assert_eq!(mode(&ws.join("app.env")), 0o640, "the file keeps its mode");
     let backups: Vec<_> = std::fs::read_dir(ws.join("secrets-migrate-backups"))
         .unwrap()
@@ -701,15 +758,20 @@ fn secrets_migrate_into_the_local_store_without_vault() {
     let raw = std::fs::read(&store).unwrap();
     assert!(!String::from_utf8_lossy(&raw).contains(CANARY));
 
-    // The standard age tool reads the store with its key, when it is installed.
+    // The standard age tool reads the store with its key.
     let age = std::process::Command::new("age")
         .arg("-d")
         .arg("-i")
         .arg(ws.join("data/secrets.key"))
         .arg(&store)
         .output();
-    if let Ok(age) = age {
-        assert!(age.status.success(), "{}", String::from_utf8_lossy(&age.stderr));
+    if common::require("age", age.is_ok(), "the age CLI is not installed") {
+        let age = age.unwrap();
+        assert!(
+            age.status.success(),
+            "{}",
+            String::from_utf8_lossy(&age.stderr)
+        );
         let plain: serde_json::Value = serde_json::from_slice(&age.stdout).unwrap();
         assert_eq!(plain["secrets"]["shop/env"]["DB_PASSWORD"], CANARY);
     }
@@ -754,7 +816,13 @@ fn secrets_migrate_dry_run_changes_nothing() {
         .collect();
     assert_eq!(
         actions,
-        ["fs::mkdir", "fs::copy", "fs::chmod", "secrets::put", "dotenv::remove"]
+        [
+            "fs::mkdir",
+            "fs::copy",
+            "fs::chmod",
+            "secrets::put",
+            "dotenv::remove"
+        ]
     );
     assert_eq!(ws.read("app.env"), DOTENV);
     assert!(!ws.join("secrets-migrate-backups").exists());

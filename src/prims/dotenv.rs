@@ -142,10 +142,7 @@ pub mod api {
     /// like credentials (PASSWORD, PASSWD, SECRET, TOKEN, KEY; not `*_FILE`) have
     /// `credential: true` and their value as a Secret.
     #[rhai_fn(name = "read", return_raw)]
-    pub fn read_guessing(
-        ctx: NativeCallContext,
-        path: &str,
-    ) -> Result<Array, Box<EvalAltResult>> {
+    pub fn read_guessing(ctx: NativeCallContext, path: &str) -> Result<Array, Box<EvalAltResult>> {
         let entries = super::read_entries(&ctx, path)?;
         Ok(entries
             .into_iter()
@@ -166,7 +163,10 @@ pub mod api {
     ) -> Result<Array, Box<EvalAltResult>> {
         let entries = super::read_entries(&ctx, path)?;
         let names: Vec<String> = names.iter().map(ToString::to_string).collect();
-        if let Some(missing) = names.iter().find(|n| !entries.iter().any(|e| &e.name == *n)) {
+        if let Some(missing) = names
+            .iter()
+            .find(|n| !entries.iter().any(|e| &e.name == *n))
+        {
             return Err(super::error(format!("{path} has no variable `{missing}`")));
         }
         Ok(entries

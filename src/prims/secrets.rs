@@ -7,14 +7,15 @@ use std::sync::Arc;
 use rhai::plugin::*;
 use rhai::{Array, Map};
 
-use super::vault::{connect_env, plain_values, Conn};
+use super::vault::{connect_env, plain_values, Vault};
 use super::{error, opt_string, PrimResult};
 use crate::run::Run;
-use crate::secret_store::{LocalStore, SecretStore};
+use crate::secret_store::LocalStore;
+use crate::secrets::Secret;
 use crate::vault::Config;
 
-/// A store as scripts hold it.
-pub type Store = Arc<SecretStore>;
+/// A store as scripts hold it (the `SecretStore` type).
+pub type SecretStore = Arc<crate::secret_store::SecretStore>;
 
 /// The KV v2 mount the facade uses in Vault unless told otherwise.
 const DEFAULT_MOUNT: &str = "secret";
@@ -22,25 +23,27 @@ const DEFAULT_MOUNT: &str = "secret";
 /// Registers the `SecretStore` type and the `secrets` module.
 pub fn register(engine: &mut Engine) {
     engine
-        .register_type_with_name::<Store>("SecretStore")
-        .register_fn("to_string", |s: &mut Store| s.describe())
-        .register_fn("to_debug", |s: &mut Store| s.describe());
+        .register_type_with_name::<SecretStore>("SecretStore")
+        .register_fn("to_string", |s: &mut SecretStore| s.describe())
+        .register_fn("to_debug", |s: &mut SecretStore| s.describe());
     engine.register_static_module("secrets", rhai::exported_module!(api).into());
 }
 
-fn local() -> Store {
-    Arc::new(SecretStore::Local(LocalStore::new(crate::locations::data_dir())))
+fn local() -> SecretStore {
+    Arc::new(crate::secret_store::SecretStore::Local(LocalStore::new(
+        crate::locations::data_dir(),
+    )))
 }
 
-fn in_vault(vault: Conn, mount: Option<String>) -> Store {
-    Arc::new(SecretStore::Vault {
+fn in_vault(vault: Vault, mount: Option<String>) -> SecretStore {
+    Arc::new(crate::secret_store::SecretStore::Vault {
         vault,
         mount: mount.unwrap_or_else(|| DEFAULT_MOUNT.into()),
     })
 }
 
 /// Vault when one is configured in the environment, else the local store.
-fn open_default() -> PrimResult<Store> {
+fn open_default() -> PrimResult<SecretStore> {
     if Config::in_env() {
         Ok(in_vault(connect_env()?, None))
     } else {
@@ -48,7 +51,7 @@ fn open_default() -> PrimResult<Store> {
     }
 }
 
-fn open_with(options: &Map) -> PrimResult<Store> {
+fn open_with(options: &Map) -> PrimResult<SecretStore> {
     for key in options.keys() {
         if !["backend", "vault", "mount"].contains(&key.as_str()) {
             return Err(error(format!(
@@ -62,7 +65,7 @@ fn open_with(options: &Map) -> PrimResult<Store> {
         .filter(|v| !v.is_unit())
         .map(|v| {
             v.clone()
-                .try_cast::<Conn>()
+                .try_cast::<Vault>()
                 .ok_or_else(|| error("option `vault` must be a connection from vault::connect"))
         })
         .transpose()?;
@@ -80,7 +83,7 @@ fn open_with(options: &Map) -> PrimResult<Store> {
     }
 }
 
-fn get(ctx: &NativeCallContext, store: &Store, path: &str) -> PrimResult<Map> {
+fn get(ctx: &NativeCallContext, store: &SecretStore, path: &str) -> PrimResult<Map> {
     let values = Run::of(ctx)
         .block_on(&store.describe(), store.get(path))?
         .map_err(|e| error(e.to_string()))?;
@@ -90,18 +93,30 @@ fn get(ctx: &NativeCallContext, store: &Store, path: &str) -> PrimResult<Map> {
         .collect())
 }
 
-fn get_key(ctx: &NativeCallContext, store: &Store, path: &str, key: &str) -> PrimResult<Dynamic> {
+fn get_key(
+    ctx: &NativeCallContext,
+    store: &SecretStore,
+    path: &str,
+    key: &str,
+) -> PrimResult<Secret> {
     let mut values = get(ctx, store, path)?;
-    values.remove(key).ok_or_else(|| {
-        error(format!(
-            "{}: {path} has no key `{key}` (it has: {})",
-            store.describe(),
-            values.keys().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
-        ))
-    })
+    values
+        .remove(key)
+        .and_then(|v| v.try_cast::<Secret>())
+        .ok_or_else(|| {
+            error(format!(
+                "{}: {path} has no key `{key}` (it has: {})",
+                store.describe(),
+                values
+                    .keys()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
 }
 
-fn put(ctx: &NativeCallContext, store: &Store, path: &str, data: &Map) -> PrimResult<()> {
+fn put(ctx: &NativeCallContext, store: &SecretStore, path: &str, data: &Map) -> PrimResult<()> {
     let run = Run::of(ctx);
     let values = plain_values(data, "value")?;
     if !run.mutate(
@@ -119,14 +134,14 @@ fn put(ctx: &NativeCallContext, store: &Store, path: &str, data: &Map) -> PrimRe
         .map_err(|e| error(e.to_string()))
 }
 
-fn list(ctx: &NativeCallContext, store: &Store, prefix: &str) -> PrimResult<Array> {
+fn list(ctx: &NativeCallContext, store: &SecretStore, prefix: &str) -> PrimResult<Array> {
     let names = Run::of(ctx)
         .block_on(&store.describe(), store.list(prefix))?
         .map_err(|e| error(e.to_string()))?;
     Ok(names.into_iter().map(Dynamic::from).collect())
 }
 
-fn delete(ctx: &NativeCallContext, store: &Store, path: &str) -> PrimResult<()> {
+fn delete(ctx: &NativeCallContext, store: &SecretStore, path: &str) -> PrimResult<()> {
     let run = Run::of(ctx);
     if !run.mutate(
         "secrets::delete",
@@ -143,19 +158,19 @@ pub mod api {
     /// The default store: Vault (KV v2 at `secret/`) when `VAULT_ADDR` or `BAO_ADDR` is set,
     /// else the local age-encrypted store in the data dir (`$RUNBOOK_DATA_DIR`).
     #[rhai_fn(name = "open", return_raw)]
-    pub fn open_default() -> Result<Store, Box<EvalAltResult>> {
+    pub fn open_default() -> Result<SecretStore, Box<EvalAltResult>> {
         super::open_default()
     }
 
     /// A chosen store: `#{backend: "auto" | "vault" | "local", vault: connection, mount:
     /// "secret"}`; `vault` defaults to the environment's Vault.
     #[rhai_fn(name = "open", return_raw)]
-    pub fn open_with(options: Map) -> Result<Store, Box<EvalAltResult>> {
+    pub fn open_with(options: Map) -> Result<SecretStore, Box<EvalAltResult>> {
         super::open_with(&options)
     }
 
     /// Which store this is, in words (`Vault at ... (KV secret/)`, `local store ...`).
-    pub fn describe(store: Store) -> String {
+    pub fn describe(store: SecretStore) -> String {
         store.describe()
     }
 
@@ -169,7 +184,7 @@ pub mod api {
     #[rhai_fn(name = "get", return_raw)]
     pub fn get_in(
         ctx: NativeCallContext,
-        store: Store,
+        store: SecretStore,
         path: &str,
     ) -> Result<Map, Box<EvalAltResult>> {
         super::get(&ctx, &store, path)
@@ -179,10 +194,10 @@ pub mod api {
     #[rhai_fn(name = "get", return_raw)]
     pub fn get_key_in(
         ctx: NativeCallContext,
-        store: Store,
+        store: SecretStore,
         path: &str,
         key: &str,
-    ) -> Result<Dynamic, Box<EvalAltResult>> {
+    ) -> Result<Secret, Box<EvalAltResult>> {
         super::get_key(&ctx, &store, path, key)
     }
 
@@ -200,7 +215,7 @@ pub mod api {
     #[rhai_fn(name = "put", return_raw)]
     pub fn put_in(
         ctx: NativeCallContext,
-        store: Store,
+        store: SecretStore,
         path: &str,
         values: Map,
     ) -> Result<(), Box<EvalAltResult>> {
@@ -209,10 +224,7 @@ pub mod api {
 
     /// The entries under `prefix` in the default store: `db` for a secret, `shop/` for a folder.
     #[rhai_fn(name = "list", return_raw)]
-    pub fn list_default(
-        ctx: NativeCallContext,
-        prefix: &str,
-    ) -> Result<Array, Box<EvalAltResult>> {
+    pub fn list_default(ctx: NativeCallContext, prefix: &str) -> Result<Array, Box<EvalAltResult>> {
         super::list(&ctx, &super::open_default()?, prefix)
     }
 
@@ -220,7 +232,7 @@ pub mod api {
     #[rhai_fn(name = "list", return_raw)]
     pub fn list_in(
         ctx: NativeCallContext,
-        store: Store,
+        store: SecretStore,
         prefix: &str,
     ) -> Result<Array, Box<EvalAltResult>> {
         super::list(&ctx, &store, prefix)
@@ -236,7 +248,7 @@ pub mod api {
     #[rhai_fn(name = "delete", return_raw)]
     pub fn delete_in(
         ctx: NativeCallContext,
-        store: Store,
+        store: SecretStore,
         path: &str,
     ) -> Result<(), Box<EvalAltResult>> {
         super::delete(&ctx, &store, path)

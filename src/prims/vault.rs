@@ -14,10 +14,10 @@ use super::{checked_path, error, opt_bool, opt_int, opt_string, plain_or_secret,
 use crate::prims::log;
 use crate::run::Run;
 use crate::secrets::Secret;
-use crate::vault::{Config, Vault, VaultError};
+use crate::vault::{Config, VaultError};
 
-/// A connection as scripts hold it.
-pub type Conn = Arc<Vault>;
+/// A connection as scripts hold it (the `Vault` type).
+pub type Vault = Arc<crate::vault::Vault>;
 
 /// How long the revocation of a token at the end of a run may take.
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,17 +25,21 @@ const REVOKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Registers the `Vault` type and the `vault` module.
 pub fn register(engine: &mut Engine) {
     engine
-        .register_type_with_name::<Conn>("Vault")
-        .register_fn("to_string", |v: &mut Conn| format!("Vault({})", v.address()))
-        .register_fn("to_debug", |v: &mut Conn| format!("Vault({})", v.address()))
-        .register_get("address", |v: &mut Conn| v.address().to_string());
+        .register_type_with_name::<Vault>("Vault")
+        .register_fn("to_string", |v: &mut Vault| {
+            format!("Vault({})", v.address())
+        })
+        .register_fn("to_debug", |v: &mut Vault| {
+            format!("Vault({})", v.address())
+        })
+        .register_get("address", |v: &mut Vault| v.address().to_string());
     engine.register_static_module("vault", rhai::exported_module!(api).into());
 }
 
 /// Runs a Vault call on the run's runtime; a failure becomes the error's sentence.
 pub fn call<T>(
     run: &Run,
-    vault: &Vault,
+    vault: &crate::vault::Vault,
     fut: impl Future<Output = Result<T, VaultError>>,
 ) -> PrimResult<T> {
     run.block_on(&format!("Vault at {}", vault.address()), fut)?
@@ -43,15 +47,15 @@ pub fn call<T>(
 }
 
 /// Connects from the environment, or fails with the sentence saying what to set.
-pub fn connect_env() -> PrimResult<Conn> {
+pub fn connect_env() -> PrimResult<Vault> {
     let config = Config::from_env().ok_or_else(|| error(VaultError::NotConfigured.to_string()))?;
-    Vault::connect(config)
+    crate::vault::Vault::connect(config)
         .map(Arc::new)
         .map_err(|e| error(e.to_string()))
 }
 
 /// Revokes a token obtained during the run when the run ends, also when it fails.
-fn revoke_at_end(run: &Run, vault: Conn, accessor: String) {
+fn revoke_at_end(run: &Run, vault: Vault, accessor: String) {
     let runtime = run.runtime().clone();
     let what = format!("revoke Vault token {accessor} at {}", vault.address());
     run.on_finish(what, move || {
@@ -74,11 +78,11 @@ fn revoke_at_end(run: &Run, vault: Conn, accessor: String) {
 /// Logs in with AppRole and arranges for the token to be revoked at the end of the run.
 fn login(
     run: &Run,
-    vault: &Vault,
+    vault: &crate::vault::Vault,
     mount: &str,
     role_id: &Secret,
     secret_id: &Secret,
-) -> PrimResult<Conn> {
+) -> PrimResult<Vault> {
     let login = call(run, vault, vault.login_approle(mount, role_id, secret_id))?;
     let conn = Arc::new(login.vault);
     revoke_at_end(run, conn.clone(), login.accessor);
@@ -184,7 +188,7 @@ fn enable_once(
     }
 }
 
-fn connect_with(ctx: &NativeCallContext, options: &Map) -> PrimResult<Conn> {
+fn connect_with(ctx: &NativeCallContext, options: &Map) -> PrimResult<Vault> {
     check_options(
         options,
         &[
@@ -223,7 +227,7 @@ fn connect_with(ctx: &NativeCallContext, options: &Map) -> PrimResult<Conn> {
             .or_else(|| env.as_ref().and_then(|c| c.namespace.clone())),
         ca_cert,
     };
-    let vault = Vault::connect(config).map_err(|e| error(e.to_string()))?;
+    let vault = crate::vault::Vault::connect(config).map_err(|e| error(e.to_string()))?;
     let read_file = |key: &str| -> PrimResult<Option<Secret>> {
         let Some(file) = opt_string(options, key)? else {
             return Ok(None);
@@ -257,7 +261,7 @@ pub mod api {
     /// `VAULT_NAMESPACE` and `VAULT_CACERT` (or their `BAO_` spellings). Nothing is sent
     /// until the first call.
     #[rhai_fn(name = "connect", return_raw)]
-    pub fn connect_default() -> Result<Conn, Box<EvalAltResult>> {
+    pub fn connect_default() -> Result<Vault, Box<EvalAltResult>> {
         connect_env()
     }
 
@@ -268,7 +272,7 @@ pub mod api {
     pub fn connect_options(
         ctx: NativeCallContext,
         options: Map,
-    ) -> Result<Conn, Box<EvalAltResult>> {
+    ) -> Result<Vault, Box<EvalAltResult>> {
         connect_with(&ctx, &options)
     }
 
@@ -280,18 +284,20 @@ pub mod api {
     /// The server's state, also when it is sealed: `#{address, state, initialized, sealed,
     /// standby, version}`; `state` is `active`, `standby`, `sealed` or `uninitialized`.
     #[rhai_fn(return_raw)]
-    pub fn status(ctx: NativeCallContext, vault: Conn) -> Result<Map, Box<EvalAltResult>> {
+    pub fn status(ctx: NativeCallContext, vault: Vault) -> Result<Map, Box<EvalAltResult>> {
         let status = call(&Run::of(&ctx), &vault, vault.status())?;
         Ok(json(&status).try_cast::<Map>().unwrap_or_default())
     }
 
     /// The token of a connection, as a Secret (to hand to a container's environment).
     #[rhai_fn(return_raw)]
-    pub fn token(vault: Conn) -> Result<Secret, Box<EvalAltResult>> {
-        vault
-            .token()
-            .cloned()
-            .ok_or_else(|| error(format!("the connection to {} has no token", vault.address())))
+    pub fn token(vault: Vault) -> Result<Secret, Box<EvalAltResult>> {
+        vault.token().cloned().ok_or_else(|| {
+            error(format!(
+                "the connection to {} has no token",
+                vault.address()
+            ))
+        })
     }
 
     // ---- KV v2 ------------------------------------------------------------------------
@@ -300,7 +306,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn kv_get(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         path: &str,
     ) -> Result<Map, Box<EvalAltResult>> {
@@ -312,7 +318,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn kv_put(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         path: &str,
         data: Map,
@@ -339,7 +345,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn kv_list(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         path: &str,
     ) -> Result<Array, Box<EvalAltResult>> {
@@ -351,7 +357,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn kv_delete(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         path: &str,
     ) -> Result<(), Box<EvalAltResult>> {
@@ -373,7 +379,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn kv_destroy(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         path: &str,
     ) -> Result<(), Box<EvalAltResult>> {
@@ -397,12 +403,14 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn kv_metadata(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         path: &str,
     ) -> Result<Map, Box<EvalAltResult>> {
         let meta = call(&Run::of(&ctx), &vault, vault.kv_metadata(mount, path))?;
-        Ok(crate::value::from_json(&meta).try_cast::<Map>().unwrap_or_default())
+        Ok(crate::value::from_json(&meta)
+            .try_cast::<Map>()
+            .unwrap_or_default())
     }
 
     /// Whether this connection may read a KV v2 secret: a real read; a missing secret counts
@@ -410,7 +418,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn kv_readable(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         path: &str,
     ) -> Result<bool, Box<EvalAltResult>> {
@@ -423,7 +431,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn policy_write(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         name: &str,
         rules: &str,
     ) -> Result<(), Box<EvalAltResult>> {
@@ -436,7 +444,11 @@ pub mod api {
         if current.as_deref().map(str::trim) == Some(rules.trim()) {
             return Ok(());
         }
-        let verb = if current.is_some() { "replace" } else { "create" };
+        let verb = if current.is_some() {
+            "replace"
+        } else {
+            "create"
+        };
         if !run.mutate(
             "vault::policy_write",
             format!("{verb} policy {name} on Vault at {}", vault.address()),
@@ -450,7 +462,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn policy_read(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         name: &str,
     ) -> Result<String, Box<EvalAltResult>> {
         call(&Run::of(&ctx), &vault, vault.policy_read(name))
@@ -458,7 +470,7 @@ pub mod api {
 
     /// The names of every policy.
     #[rhai_fn(return_raw)]
-    pub fn policy_list(ctx: NativeCallContext, vault: Conn) -> Result<Array, Box<EvalAltResult>> {
+    pub fn policy_list(ctx: NativeCallContext, vault: Vault) -> Result<Array, Box<EvalAltResult>> {
         let names = call(&Run::of(&ctx), &vault, vault.policy_list())?;
         Ok(names.into_iter().map(Dynamic::from).collect())
     }
@@ -467,7 +479,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn policy_delete(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         name: &str,
     ) -> Result<(), Box<EvalAltResult>> {
         let run = Run::of(&ctx);
@@ -484,7 +496,7 @@ pub mod api {
 
     /// The enabled auth methods: a map of path to `#{type, description, accessor, options}`.
     #[rhai_fn(return_raw)]
-    pub fn auth_list(ctx: NativeCallContext, vault: Conn) -> Result<Map, Box<EvalAltResult>> {
+    pub fn auth_list(ctx: NativeCallContext, vault: Vault) -> Result<Map, Box<EvalAltResult>> {
         let methods = call(&Run::of(&ctx), &vault, vault.auth_list())?;
         Ok(json(&methods).try_cast::<Map>().unwrap_or_default())
     }
@@ -494,7 +506,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn auth_enable(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         path: &str,
         kind: &str,
     ) -> Result<(), Box<EvalAltResult>> {
@@ -508,7 +520,7 @@ pub mod api {
 
     /// The enabled secrets engines: a map of path to `#{type, description, accessor, options}`.
     #[rhai_fn(return_raw)]
-    pub fn secrets_list(ctx: NativeCallContext, vault: Conn) -> Result<Map, Box<EvalAltResult>> {
+    pub fn secrets_list(ctx: NativeCallContext, vault: Vault) -> Result<Map, Box<EvalAltResult>> {
         let mounts = call(&Run::of(&ctx), &vault, vault.mount_list())?;
         Ok(json(&mounts).try_cast::<Map>().unwrap_or_default())
     }
@@ -518,7 +530,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn secrets_enable(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         path: &str,
         kind: &str,
     ) -> Result<(), Box<EvalAltResult>> {
@@ -542,7 +554,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn approle_write_role(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         role: &str,
         options: Map,
@@ -579,7 +591,11 @@ pub mod api {
         ) {
             return Ok(());
         }
-        call(&run, &vault, vault.approle_role_write(mount, role, &settings))
+        call(
+            &run,
+            &vault,
+            vault.approle_role_write(mount, role, &settings),
+        )
     }
 
     /// An AppRole role's settings: `#{token_policies, token_ttl, token_max_ttl,
@@ -587,19 +603,21 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn approle_read_role(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         role: &str,
     ) -> Result<Map, Box<EvalAltResult>> {
         let role = call(&Run::of(&ctx), &vault, vault.approle_role_read(mount, role))?;
-        Ok(crate::value::from_json(&role).try_cast::<Map>().unwrap_or_default())
+        Ok(crate::value::from_json(&role)
+            .try_cast::<Map>()
+            .unwrap_or_default())
     }
 
     /// The names of the roles of an AppRole mount.
     #[rhai_fn(return_raw)]
     pub fn approle_roles(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
     ) -> Result<Array, Box<EvalAltResult>> {
         let roles = call(&Run::of(&ctx), &vault, vault.approle_role_list(mount))?;
@@ -610,7 +628,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn approle_role_id(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         role: &str,
     ) -> Result<Secret, Box<EvalAltResult>> {
@@ -621,7 +639,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn approle_secret_id(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         role: &str,
     ) -> Result<Secret, Box<EvalAltResult>> {
@@ -644,7 +662,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn approle_credentials(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         role: &str,
     ) -> Result<Map, Box<EvalAltResult>> {
@@ -674,11 +692,11 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn login_approle(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         role_id: Dynamic,
         secret_id: Secret,
-    ) -> Result<Conn, Box<EvalAltResult>> {
+    ) -> Result<Vault, Box<EvalAltResult>> {
         let role_id = Secret::new(plain_or_secret(&role_id, "the role id")?);
         login(&Run::of(&ctx), &vault, mount, &role_id, &secret_id)
     }
@@ -690,7 +708,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn pki_enable(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         max_ttl: &str,
     ) -> Result<(), Box<EvalAltResult>> {
@@ -707,12 +725,16 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn pki_root(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         common_name: &str,
         options: Map,
     ) -> Result<Map, Box<EvalAltResult>> {
-        check_options(&options, &["ttl", "key_type", "key_bits"], "vault::pki_root")?;
+        check_options(
+            &options,
+            &["ttl", "key_type", "key_bits"],
+            "vault::pki_root",
+        )?;
         let settings = crate::vault::RootSettings {
             ttl: opt_duration(&options, "ttl")?,
             key_type: opt_string(&options, "key_type")?,
@@ -728,7 +750,11 @@ pub mod api {
                 vault.address()
             ),
         ) {
-            Some(call(&run, &vault, vault.pki_root(mount, common_name, &settings))?)
+            Some(call(
+                &run,
+                &vault,
+                vault.pki_root(mount, common_name, &settings),
+            )?)
         } else {
             None
         };
@@ -737,7 +763,10 @@ pub mod api {
             .unwrap_or_default();
         out.insert("certificate".into(), certificate.into());
         out.insert("serial".into(), serial.into());
-        out.insert("expiration".into(), INT::try_from(expiration).unwrap_or(INT::MAX).into());
+        out.insert(
+            "expiration".into(),
+            INT::try_from(expiration).unwrap_or(INT::MAX).into(),
+        );
         out.insert("days_left".into(), days_left(expiration).into());
         Ok(out)
     }
@@ -748,7 +777,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn pki_role(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         name: &str,
         options: Map,
@@ -801,13 +830,17 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn pki_issue(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         mount: &str,
         role: &str,
         common_name: &str,
         options: Map,
     ) -> Result<Map, Box<EvalAltResult>> {
-        check_options(&options, &["ttl", "alt_names", "ip_sans"], "vault::pki_issue")?;
+        check_options(
+            &options,
+            &["ttl", "alt_names", "ip_sans"],
+            "vault::pki_issue",
+        )?;
         let settings = crate::vault::IssueSettings {
             ttl: opt_duration(&options, "ttl")?,
             alt_names: opt_list(&options, "alt_names")?,
@@ -822,7 +855,11 @@ pub mod api {
                 vault.address()
             ),
         ) {
-            Some(call(&run, &vault, vault.pki_issue(mount, role, common_name, &settings))?)
+            Some(call(
+                &run,
+                &vault,
+                vault.pki_issue(mount, role, common_name, &settings),
+            )?)
         } else {
             None
         };
@@ -866,33 +903,40 @@ pub mod api {
     #[rhai_fn(name = "token_lookup", return_raw)]
     pub fn token_lookup_self(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
     ) -> Result<Map, Box<EvalAltResult>> {
         let token = call(&Run::of(&ctx), &vault, vault.token_lookup_self())?;
-        Ok(crate::value::from_json(&token).try_cast::<Map>().unwrap_or_default())
+        Ok(crate::value::from_json(&token)
+            .try_cast::<Map>()
+            .unwrap_or_default())
     }
 
     /// What another token (a Secret) is, looked up with this connection.
     #[rhai_fn(name = "token_lookup", return_raw)]
     pub fn token_lookup_other(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         token: Secret,
     ) -> Result<Map, Box<EvalAltResult>> {
         let token = call(&Run::of(&ctx), &vault, vault.token_lookup(&token))?;
-        Ok(crate::value::from_json(&token).try_cast::<Map>().unwrap_or_default())
+        Ok(crate::value::from_json(&token)
+            .try_cast::<Map>()
+            .unwrap_or_default())
     }
 
     /// Revokes this connection's token (and the tokens it created).
     #[rhai_fn(name = "token_revoke", return_raw)]
     pub fn token_revoke_self(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
     ) -> Result<(), Box<EvalAltResult>> {
         let run = Run::of(&ctx);
         if !run.mutate(
             "vault::token_revoke",
-            format!("revoke this connection's token on Vault at {}", vault.address()),
+            format!(
+                "revoke this connection's token on Vault at {}",
+                vault.address()
+            ),
         ) {
             return Ok(());
         }
@@ -903,7 +947,7 @@ pub mod api {
     #[rhai_fn(name = "token_revoke", return_raw)]
     pub fn token_revoke_other(
         ctx: NativeCallContext,
-        vault: Conn,
+        vault: Vault,
         token: Secret,
     ) -> Result<(), Box<EvalAltResult>> {
         let run = Run::of(&ctx);

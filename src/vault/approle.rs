@@ -165,13 +165,15 @@ impl Vault {
             .await
             .map_err(|e| match e {
                 // A wrong secret-id is a 400 "invalid role or secret ID"; say it plainly.
-                VaultError::Refused { address, path, message } if message.contains("invalid") => {
-                    VaultError::Refused {
-                        address,
-                        path,
-                        message: format!("login refused: {message}"),
-                    }
-                }
+                VaultError::Refused {
+                    address,
+                    path,
+                    message,
+                } if message.contains("invalid") => VaultError::Refused {
+                    address,
+                    path,
+                    message: format!("login refused: {message}"),
+                },
                 other => other,
             })?;
         Ok(Login {

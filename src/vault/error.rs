@@ -86,8 +86,9 @@ pub fn classify(address: &str, path: &str, has_token: bool, err: ClientError) ->
                 VaultError::Refused {
                     address,
                     path,
-                    message: "the reply was not the expected JSON (is this a Vault or OpenBao server?)"
-                        .into(),
+                    message:
+                        "the reply was not the expected JSON (is this a Vault or OpenBao server?)"
+                            .into(),
                 }
             }
             other => VaultError::Refused {
@@ -175,6 +176,8 @@ mod tests {
                 errors: vec![],
             },
         );
-        assert!(denied.to_string().ends_with("permission denied (no token: set VAULT_TOKEN or log in with AppRole)"));
+        assert!(denied
+            .to_string()
+            .ends_with("permission denied (no token: set VAULT_TOKEN or log in with AppRole)"));
     }
 }

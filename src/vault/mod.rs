@@ -148,9 +148,8 @@ impl Vault {
         path: &str,
         fut: impl Future<Output = Result<T, vaultrs::error::ClientError>>,
     ) -> Result<T, VaultError> {
-        fut.await.map_err(|e| {
-            error::classify(self.address(), path, self.config.token.is_some(), e)
-        })
+        fut.await
+            .map_err(|e| error::classify(self.address(), path, self.config.token.is_some(), e))
     }
 }
 
@@ -230,7 +229,15 @@ mod tests {
             assert!(check_name("role", bad).is_err(), "{bad}");
         }
         assert!(check_path("path", "shop/db").is_ok());
-        for bad in ["", "shop//db", "shop/../sys", "/shop", "shop/", "a?x=1", "a%2e"] {
+        for bad in [
+            "",
+            "shop//db",
+            "shop/../sys",
+            "/shop",
+            "shop/",
+            "a?x=1",
+            "a%2e",
+        ] {
             assert!(check_path("path", bad).is_err(), "{bad}");
         }
     }

@@ -98,7 +98,12 @@ impl Vault {
         let root = self
             .call(
                 &path,
-                pki::cert::ca::generate(&self.client, mount_path(mount), "internal", Some(&mut request)),
+                pki::cert::ca::generate(
+                    &self.client,
+                    mount_path(mount),
+                    "internal",
+                    Some(&mut request),
+                ),
             )
             .await?
             .ok_or_else(|| VaultError::Refused {

@@ -102,7 +102,9 @@ impl Vault {
 
     /// The enabled secrets engines by path (without the trailing slash).
     pub async fn mount_list(&self) -> Result<BTreeMap<String, Mount>, VaultError> {
-        let mounts = self.call("sys/mounts", sys::mount::list(&self.client)).await?;
+        let mounts = self
+            .call("sys/mounts", sys::mount::list(&self.client))
+            .await?;
         Ok(mounts
             .into_iter()
             .map(|(path, m)| {
@@ -138,7 +140,13 @@ impl Vault {
             );
         }
         if !settings.options.is_empty() {
-            request.options(settings.options.clone().into_iter().collect::<std::collections::HashMap<_, _>>());
+            request.options(
+                settings
+                    .options
+                    .clone()
+                    .into_iter()
+                    .collect::<std::collections::HashMap<_, _>>(),
+            );
         }
         self.call(
             &format!("sys/mounts/{}", mount_path(path)),

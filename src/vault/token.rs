@@ -34,9 +34,12 @@ impl Vault {
 
     /// What another token is.
     pub async fn token_lookup(&self, other: &Secret) -> Result<Value, VaultError> {
-        self.call("auth/token/lookup", token::lookup(&self.client, other.expose()))
-            .await
-            .map(describe)
+        self.call(
+            "auth/token/lookup",
+            token::lookup(&self.client, other.expose()),
+        )
+        .await
+        .map(describe)
     }
 
     /// Revokes this connection's token (and its children).
@@ -47,7 +50,10 @@ impl Vault {
 
     /// Revokes another token (and its children).
     pub async fn token_revoke(&self, other: &Secret) -> Result<(), VaultError> {
-        self.call("auth/token/revoke", token::revoke(&self.client, other.expose()))
-            .await
+        self.call(
+            "auth/token/revoke",
+            token::revoke(&self.client, other.expose()),
+        )
+        .await
     }
 }

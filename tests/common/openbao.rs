@@ -16,7 +16,11 @@ pub fn binary() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
     let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("bao")).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("bao"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     std::env::var_os("RUNBOOK_TEST_BAO")
         .map(PathBuf::from)
@@ -142,14 +146,24 @@ impl OpenBao {
     }
 
     /// One API call with another token.
-    pub fn api_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub fn api_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         api_call(&self.addr, token, method, path, body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     /// Writes a KV v2 secret at `secret/<path>`.
     pub fn kv_put(&self, path: &str, data: Value) {
-        let (code, body) = self.api("POST", &format!("secret/data/{path}"), Some(serde_json::json!({"data": data})));
+        let (code, body) = self.api(
+            "POST",
+            &format!("secret/data/{path}"),
+            Some(serde_json::json!({"data": data})),
+        );
         assert_eq!(code, 200, "writing secret/{path}: {body}");
     }
 
