@@ -17,6 +17,25 @@ fn run_with(ws: &Workspace, bao: &OpenBao, args: &[&str], extra: &[(&str, &str)]
     ws.run_env(args, &all)
 }
 
+/// Runs a script against the server with the root token and the canary in `CANARY`; it must
+/// succeed.
+fn run_script(ws: &Workspace, bao: &OpenBao, body: &str) -> Outcome {
+    ws.write("p.rhai", &(header("p", &[]) + body));
+    let out = run_with(ws, bao, &["run", "p.rhai", "--json"], &[("CANARY", CANARY)]);
+    out.expect_code(0);
+    out
+}
+
+/// The mutating actions of a `--json` run, in order.
+fn actions(out: &Outcome) -> Vec<String> {
+    out.json()["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Panics if the canary shows anywhere an operator or a log collector could see it.
 fn assert_canary_hidden(ws: &Workspace, out: &Outcome) {
     assert!(
@@ -81,14 +100,7 @@ checks
 fn every_kv_policy_auth_and_token_primitive_against_a_real_server() {
     let Some(bao) = OpenBao::start() else { return };
     let ws = Workspace::new();
-    ws.write("p.rhai", &(header("p", &[]) + PRIMITIVES));
-    let out = run_with(
-        &ws,
-        &bao,
-        &["run", "p.rhai", "--json"],
-        &[("CANARY", CANARY)],
-    );
-    out.expect_code(0);
+    let out = run_script(&ws, &bao, PRIMITIVES);
     let c = &out.json()["result"];
     assert_eq!(c["status"], "active true false true");
     assert_eq!(c["version1"], 1);
@@ -123,12 +135,7 @@ fn every_kv_policy_auth_and_token_primitive_against_a_real_server() {
     assert_eq!(code, 200);
 
     // The second policy_write and auth_enable were no-ops: not in the actions.
-    let actions: Vec<String> = out.json()["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].as_str().unwrap().to_string())
-        .collect();
+    let actions = actions(&out);
     assert_eq!(
         actions
             .iter()
@@ -200,15 +207,8 @@ fn approle_and_pki_primitives_against_a_real_server() {
     bao.kv_put("shop/db", json!({"password": CANARY}));
     bao.kv_put("billing/db", json!({"password": "billing-secret-value"}));
     let ws = Workspace::new();
-    ws.write("p.rhai", &(header("p", &[]) + APPROLE_AND_PKI));
     let before = bao.token_accessors().len();
-    let out = run_with(
-        &ws,
-        &bao,
-        &["run", "p.rhai", "--json"],
-        &[("CANARY", CANARY)],
-    );
-    out.expect_code(0);
+    let out = run_script(&ws, &bao, APPROLE_AND_PKI);
     let c = &out.json()["result"];
     assert_eq!(c["ttls"], "3600 86400 2592000");
     assert_eq!(c["roles"], json!(["shop"]));
@@ -331,12 +331,7 @@ vault::kv_list(v, "secret", "")
     );
     out.expect_code(0);
     let report = out.json();
-    let actions: Vec<&str> = report["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].as_str().unwrap())
-        .collect();
+    let actions = actions(&out);
     assert_eq!(
         actions,
         [
@@ -510,12 +505,7 @@ fn approle_bootstrap_proves_least_privilege_and_keeps_credentials_private() {
     dry.extend(["--dry-run", "--json"]);
     let out = run_with(&ws, &bao, &dry, &[]);
     out.expect_code(0);
-    let planned: Vec<String> = out.json()["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].as_str().unwrap().to_string())
-        .collect();
+    let planned = actions(&out);
     for action in [
         "vault::auth_enable",
         "vault::policy_write",
@@ -602,12 +592,7 @@ fn approle_bootstrap_proves_least_privilege_and_keeps_credentials_private() {
     // A second run changes no policy and proves it again with fresh secret-ids.
     let out = run_with(&ws, &bao, &real, &[]);
     out.expect_code(0);
-    let actions: Vec<String> = out.json()["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].as_str().unwrap().to_string())
-        .collect();
+    let actions = actions(&out);
     assert!(
         !actions.contains(&"vault::policy_write".to_string()),
         "{actions:?}"
@@ -808,12 +793,7 @@ fn secrets_migrate_dry_run_changes_nothing() {
         &[],
     );
     out.expect_code(0);
-    let actions: Vec<String> = out.json()["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].as_str().unwrap().to_string())
-        .collect();
+    let actions = actions(&out);
     assert_eq!(
         actions,
         [

@@ -46,6 +46,28 @@ pub fn call<T>(
         .map_err(|e| error(e.to_string()))
 }
 
+/// A change to the server: planned (returning `planned`) in a dry run, made otherwise.
+/// `detail` says what it does, in words; the server's address is added.
+fn change<T, F: Future<Output = Result<T, VaultError>>>(
+    ctx: &NativeCallContext,
+    vault: &crate::vault::Vault,
+    action: &str,
+    detail: String,
+    planned: T,
+    act: impl FnOnce() -> F,
+) -> PrimResult<T> {
+    let run = Run::of(ctx);
+    if !run.mutate(action, format!("{detail} on Vault at {}", vault.address())) {
+        return Ok(planned);
+    }
+    call(&run, vault, act())
+}
+
+/// A mount path for messages: `secret`, not `/secret/`.
+fn at(mount: &str) -> &str {
+    mount.trim_matches('/')
+}
+
 /// Connects from the environment, or fails with the sentence saying what to set.
 pub fn connect_env() -> PrimResult<Vault> {
     let config = Config::from_env().ok_or_else(|| error(VaultError::NotConfigured.to_string()))?;
@@ -157,10 +179,16 @@ fn json(value: &impl serde::Serialize) -> Dynamic {
     crate::value::from_json(&serde_json::to_value(value).unwrap_or_default())
 }
 
-/// Days from now until a Unix time, rounded down (negative once past).
-fn days_left(unix: u64) -> INT {
-    let now = chrono::Utc::now().timestamp();
-    (i64::try_from(unix).unwrap_or(i64::MAX) - now).div_euclid(86_400)
+/// Adds `expiration` (Unix seconds) and `days_left` (rounded down, negative once past).
+fn insert_expiry(out: &mut Map, expiration: u64) {
+    let expiration = INT::try_from(expiration).unwrap_or(INT::MAX);
+    let days_left = if expiration == 0 {
+        0
+    } else {
+        (expiration - chrono::Utc::now().timestamp()).div_euclid(86_400)
+    };
+    out.insert("expiration".into(), expiration.into());
+    out.insert("days_left".into(), days_left.into());
 }
 
 /// Enables an auth method or secrets engine unless the same kind is already at that path.
@@ -323,21 +351,16 @@ pub mod api {
         path: &str,
         data: Map,
     ) -> Result<INT, Box<EvalAltResult>> {
-        let run = Run::of(&ctx);
         let values = plain_values(&data, "value")?;
-        if !run.mutate(
-            "vault::kv_put",
-            format!(
-                "write {} keys ({}) to {}/{path} on Vault at {}",
-                values.len(),
-                values.keys().cloned().collect::<Vec<_>>().join(", "),
-                mount.trim_matches('/'),
-                vault.address()
-            ),
-        ) {
-            return Ok(0);
-        }
-        let version = call(&run, &vault, vault.kv_put(mount, path, &values))?;
+        let keys = values.keys().cloned().collect::<Vec<_>>().join(", ");
+        let detail = format!(
+            "write {} keys ({keys}) to {}/{path}",
+            values.len(),
+            at(mount)
+        );
+        let version = change(&ctx, &vault, "vault::kv_put", detail, 0, || {
+            vault.kv_put(mount, path, &values)
+        })?;
         Ok(INT::try_from(version).unwrap_or(INT::MAX))
     }
 
@@ -361,18 +384,10 @@ pub mod api {
         mount: &str,
         path: &str,
     ) -> Result<(), Box<EvalAltResult>> {
-        let run = Run::of(&ctx);
-        if !run.mutate(
-            "vault::kv_delete",
-            format!(
-                "delete the latest version of {}/{path} on Vault at {}",
-                mount.trim_matches('/'),
-                vault.address()
-            ),
-        ) {
-            return Ok(());
-        }
-        call(&run, &vault, vault.kv_delete(mount, path))
+        let detail = format!("delete the latest version of {}/{path}", at(mount));
+        change(&ctx, &vault, "vault::kv_delete", detail, (), || {
+            vault.kv_delete(mount, path)
+        })
     }
 
     /// Deletes every version and the metadata of a KV v2 secret, for good.
@@ -383,18 +398,10 @@ pub mod api {
         mount: &str,
         path: &str,
     ) -> Result<(), Box<EvalAltResult>> {
-        let run = Run::of(&ctx);
-        if !run.mutate(
-            "vault::kv_destroy",
-            format!(
-                "destroy every version of {}/{path} on Vault at {}",
-                mount.trim_matches('/'),
-                vault.address()
-            ),
-        ) {
-            return Ok(());
-        }
-        call(&run, &vault, vault.kv_destroy(mount, path))
+        let detail = format!("destroy every version of {}/{path}", at(mount));
+        change(&ctx, &vault, "vault::kv_destroy", detail, (), || {
+            vault.kv_destroy(mount, path)
+        })
     }
 
     /// The metadata of a KV v2 secret: `#{current_version, oldest_version, created_time,
@@ -408,9 +415,7 @@ pub mod api {
         path: &str,
     ) -> Result<Map, Box<EvalAltResult>> {
         let meta = call(&Run::of(&ctx), &vault, vault.kv_metadata(mount, path))?;
-        Ok(crate::value::from_json(&meta)
-            .try_cast::<Map>()
-            .unwrap_or_default())
+        Ok(json(&meta).try_cast::<Map>().unwrap_or_default())
     }
 
     /// Whether this connection may read a KV v2 secret: a real read; a missing secret counts
@@ -435,8 +440,7 @@ pub mod api {
         name: &str,
         rules: &str,
     ) -> Result<(), Box<EvalAltResult>> {
-        let run = Run::of(&ctx);
-        let current = match run.block_on("Vault policy", vault.policy_read(name))? {
+        let current = match Run::of(&ctx).block_on("Vault policy", vault.policy_read(name))? {
             Ok(text) => Some(text),
             Err(VaultError::NotFound { .. }) => None,
             Err(e) => return Err(error(e.to_string())),
@@ -449,13 +453,14 @@ pub mod api {
         } else {
             "create"
         };
-        if !run.mutate(
+        change(
+            &ctx,
+            &vault,
             "vault::policy_write",
-            format!("{verb} policy {name} on Vault at {}", vault.address()),
-        ) {
-            return Ok(());
-        }
-        call(&run, &vault, vault.policy_write(name, rules))
+            format!("{verb} policy {name}"),
+            (),
+            || vault.policy_write(name, rules),
+        )
     }
 
     /// The HCL text of a policy.
@@ -482,14 +487,14 @@ pub mod api {
         vault: Vault,
         name: &str,
     ) -> Result<(), Box<EvalAltResult>> {
-        let run = Run::of(&ctx);
-        if !run.mutate(
+        change(
+            &ctx,
+            &vault,
             "vault::policy_delete",
-            format!("delete policy {name} on Vault at {}", vault.address()),
-        ) {
-            return Ok(());
-        }
-        call(&run, &vault, vault.policy_delete(name))
+            format!("delete policy {name}"),
+            (),
+            || vault.policy_delete(name),
+        )
     }
 
     // ---- auth methods and secrets engines ---------------------------------------------
@@ -579,22 +584,18 @@ pub mod api {
             secret_id_num_uses: opt_count(&options, "secret_id_num_uses")?,
             token_num_uses: opt_count(&options, "token_num_uses")?,
         };
-        let run = Run::of(&ctx);
-        if !run.mutate(
-            "vault::approle_write_role",
-            format!(
-                "write AppRole role {role} at auth/{}/ (policies: {}) on Vault at {}",
-                mount.trim_matches('/'),
-                settings.token_policies.join(", "),
-                vault.address()
-            ),
-        ) {
-            return Ok(());
-        }
-        call(
-            &run,
+        let detail = format!(
+            "write AppRole role {role} at auth/{}/ (policies: {})",
+            at(mount),
+            settings.token_policies.join(", ")
+        );
+        change(
+            &ctx,
             &vault,
-            vault.approle_role_write(mount, role, &settings),
+            "vault::approle_write_role",
+            detail,
+            (),
+            || vault.approle_role_write(mount, role, &settings),
         )
     }
 
@@ -608,9 +609,7 @@ pub mod api {
         role: &str,
     ) -> Result<Map, Box<EvalAltResult>> {
         let role = call(&Run::of(&ctx), &vault, vault.approle_role_read(mount, role))?;
-        Ok(crate::value::from_json(&role)
-            .try_cast::<Map>()
-            .unwrap_or_default())
+        Ok(json(&role).try_cast::<Map>().unwrap_or_default())
     }
 
     /// The names of the roles of an AppRole mount.
@@ -643,18 +642,18 @@ pub mod api {
         mount: &str,
         role: &str,
     ) -> Result<Secret, Box<EvalAltResult>> {
-        let run = Run::of(&ctx);
-        if !run.mutate(
+        let detail = format!(
+            "generate a secret-id for AppRole role {role} at auth/{}/",
+            at(mount)
+        );
+        change(
+            &ctx,
+            &vault,
             "vault::approle_secret_id",
-            format!(
-                "generate a secret-id for AppRole role {role} at auth/{}/ on Vault at {}",
-                mount.trim_matches('/'),
-                vault.address()
-            ),
-        ) {
-            return Ok(Secret::new(""));
-        }
-        call(&run, &vault, vault.approle_secret_id(mount, role)).map(|s| s.secret_id)
+            detail,
+            Secret::new(""),
+            || async { Ok(vault.approle_secret_id(mount, role).await?.secret_id) },
+        )
     }
 
     /// Issues login credentials for an AppRole role: `#{role_id, secret_id}`, both Secrets,
@@ -666,24 +665,28 @@ pub mod api {
         mount: &str,
         role: &str,
     ) -> Result<Map, Box<EvalAltResult>> {
-        let run = Run::of(&ctx);
-        let mut out = Map::new();
-        if run.mutate(
+        let detail = format!(
+            "issue a role-id and a new secret-id for AppRole role {role} at auth/{}/",
+            at(mount)
+        );
+        let empty = (String::new(), Secret::new(""));
+        let (role_id, secret_id) = change(
+            &ctx,
+            &vault,
             "vault::approle_credentials",
-            format!(
-                "issue a role-id and a new secret-id for AppRole role {role} at auth/{}/ on Vault at {}",
-                mount.trim_matches('/'),
-                vault.address()
-            ),
-        ) {
-            let role_id = call(&run, &vault, vault.approle_role_id(mount, role))?;
-            let secret_id = call(&run, &vault, vault.approle_secret_id(mount, role))?;
-            out.insert("role_id".into(), Dynamic::from(Secret::new(role_id)));
-            out.insert("secret_id".into(), Dynamic::from(secret_id.secret_id));
-        } else {
-            out.insert("role_id".into(), Dynamic::from(Secret::new("")));
-            out.insert("secret_id".into(), Dynamic::from(Secret::new("")));
-        }
+            detail,
+            empty,
+            || async {
+                let role_id = vault.approle_role_id(mount, role).await?;
+                Ok((
+                    role_id,
+                    vault.approle_secret_id(mount, role).await?.secret_id,
+                ))
+            },
+        )?;
+        let mut out = Map::new();
+        out.insert("role_id".into(), Dynamic::from(Secret::new(role_id)));
+        out.insert("secret_id".into(), Dynamic::from(secret_id));
         Ok(out)
     }
 
@@ -740,34 +743,17 @@ pub mod api {
             key_type: opt_string(&options, "key_type")?,
             key_bits: opt_count(&options, "key_bits")?,
         };
-        let run = Run::of(&ctx);
-        let mut out = Map::new();
-        let root = if run.mutate(
-            "vault::pki_root",
-            format!(
-                "generate root CA `{common_name}` in {}/ on Vault at {}",
-                mount.trim_matches('/'),
-                vault.address()
-            ),
-        ) {
-            Some(call(
-                &run,
-                &vault,
-                vault.pki_root(mount, common_name, &settings),
-            )?)
-        } else {
-            None
-        };
+        let detail = format!("generate root CA `{common_name}` in {}/", at(mount));
+        let root = change(&ctx, &vault, "vault::pki_root", detail, None, || async {
+            Ok(Some(vault.pki_root(mount, common_name, &settings).await?))
+        })?;
         let (certificate, serial, expiration) = root
             .map(|r| (r.certificate, r.serial, r.expiration))
             .unwrap_or_default();
+        let mut out = Map::new();
         out.insert("certificate".into(), certificate.into());
         out.insert("serial".into(), serial.into());
-        out.insert(
-            "expiration".into(),
-            INT::try_from(expiration).unwrap_or(INT::MAX).into(),
-        );
-        out.insert("days_left".into(), days_left(expiration).into());
+        insert_expiry(&mut out, expiration);
         Ok(out)
     }
 
@@ -810,18 +796,10 @@ pub mod api {
             key_type: opt_string(&options, "key_type")?,
             key_bits: opt_count(&options, "key_bits")?,
         };
-        let run = Run::of(&ctx);
-        if !run.mutate(
-            "vault::pki_role",
-            format!(
-                "write PKI role {name} in {}/ on Vault at {}",
-                mount.trim_matches('/'),
-                vault.address()
-            ),
-        ) {
-            return Ok(());
-        }
-        call(&run, &vault, vault.pki_role(mount, name, &settings))
+        let detail = format!("write PKI role {name} in {}/", at(mount));
+        change(&ctx, &vault, "vault::pki_role", detail, (), || {
+            vault.pki_role(mount, name, &settings)
+        })
     }
 
     /// Issues a certificate under a PKI role. Options: `ttl`, `alt_names` (list), `ip_sans`
@@ -846,34 +824,23 @@ pub mod api {
             alt_names: opt_list(&options, "alt_names")?,
             ip_sans: opt_list(&options, "ip_sans")?,
         };
-        let run = Run::of(&ctx);
-        let issued = if run.mutate(
-            "vault::pki_issue",
-            format!(
-                "issue a certificate for {common_name} under role {role} of {}/ on Vault at {}",
-                mount.trim_matches('/'),
-                vault.address()
-            ),
-        ) {
-            Some(call(
-                &run,
-                &vault,
-                vault.pki_issue(mount, role, common_name, &settings),
-            )?)
-        } else {
-            None
+        let detail = format!(
+            "issue a certificate for {common_name} under role {role} of {}/",
+            at(mount)
+        );
+        let planned = crate::vault::Issued {
+            certificate: String::new(),
+            issuing_ca: String::new(),
+            ca_chain: Vec::new(),
+            private_key: Secret::new(""),
+            private_key_type: String::new(),
+            serial: String::new(),
+            expiration: 0,
         };
+        let issued = change(&ctx, &vault, "vault::pki_issue", detail, planned, || {
+            vault.pki_issue(mount, role, common_name, &settings)
+        })?;
         let mut out = Map::new();
-        let Some(issued) = issued else {
-            for key in ["certificate", "issuing_ca", "private_key_type", "serial"] {
-                out.insert(key.into(), "".into());
-            }
-            out.insert("ca_chain".into(), Array::new().into());
-            out.insert("private_key".into(), Dynamic::from(Secret::new("")));
-            out.insert("expiration".into(), (0 as INT).into());
-            out.insert("days_left".into(), (0 as INT).into());
-            return Ok(out);
-        };
         out.insert("certificate".into(), issued.certificate.into());
         out.insert("issuing_ca".into(), issued.issuing_ca.into());
         out.insert(
@@ -888,11 +855,7 @@ pub mod api {
         out.insert("private_key".into(), Dynamic::from(issued.private_key));
         out.insert("private_key_type".into(), issued.private_key_type.into());
         out.insert("serial".into(), issued.serial.into());
-        out.insert(
-            "expiration".into(),
-            INT::try_from(issued.expiration).unwrap_or(INT::MAX).into(),
-        );
-        out.insert("days_left".into(), days_left(issued.expiration).into());
+        insert_expiry(&mut out, issued.expiration);
         Ok(out)
     }
 
@@ -906,9 +869,7 @@ pub mod api {
         vault: Vault,
     ) -> Result<Map, Box<EvalAltResult>> {
         let token = call(&Run::of(&ctx), &vault, vault.token_lookup_self())?;
-        Ok(crate::value::from_json(&token)
-            .try_cast::<Map>()
-            .unwrap_or_default())
+        Ok(json(&token).try_cast::<Map>().unwrap_or_default())
     }
 
     /// What another token (a Secret) is, looked up with this connection.
@@ -919,9 +880,7 @@ pub mod api {
         token: Secret,
     ) -> Result<Map, Box<EvalAltResult>> {
         let token = call(&Run::of(&ctx), &vault, vault.token_lookup(&token))?;
-        Ok(crate::value::from_json(&token)
-            .try_cast::<Map>()
-            .unwrap_or_default())
+        Ok(json(&token).try_cast::<Map>().unwrap_or_default())
     }
 
     /// Revokes this connection's token (and the tokens it created).
@@ -930,17 +889,10 @@ pub mod api {
         ctx: NativeCallContext,
         vault: Vault,
     ) -> Result<(), Box<EvalAltResult>> {
-        let run = Run::of(&ctx);
-        if !run.mutate(
-            "vault::token_revoke",
-            format!(
-                "revoke this connection's token on Vault at {}",
-                vault.address()
-            ),
-        ) {
-            return Ok(());
-        }
-        call(&run, &vault, vault.token_revoke_self())
+        let detail = "revoke this connection's token".to_string();
+        change(&ctx, &vault, "vault::token_revoke", detail, (), || {
+            vault.token_revoke_self()
+        })
     }
 
     /// Revokes another token (a Secret) and the tokens it created.
@@ -950,13 +902,13 @@ pub mod api {
         vault: Vault,
         token: Secret,
     ) -> Result<(), Box<EvalAltResult>> {
-        let run = Run::of(&ctx);
-        if !run.mutate(
+        change(
+            &ctx,
+            &vault,
             "vault::token_revoke",
-            format!("revoke a token on Vault at {}", vault.address()),
-        ) {
-            return Ok(());
-        }
-        call(&run, &vault, vault.token_revoke(&token))
+            "revoke a token".into(),
+            (),
+            || vault.token_revoke(&token),
+        )
     }
 }

@@ -1,6 +1,6 @@
 //! Policies, auth methods and secrets engines (`sys/policy`, `sys/auth`, `sys/mounts`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use vaultrs::api::sys::requests::{EnableEngineDataConfigBuilder, EnableEngineRequest};
@@ -27,6 +27,24 @@ pub struct EngineSettings {
     pub max_lease_ttl: Option<String>,
     /// Engine options, e.g. `version = 2` for KV.
     pub options: BTreeMap<String, String>,
+}
+
+/// An entry of `sys/auth` or `sys/mounts` (two reply types with the same fields), keyed by
+/// its path without the trailing slash.
+fn mount(
+    path: String,
+    kind: String,
+    description: String,
+    accessor: String,
+    options: Option<HashMap<String, String>>,
+) -> (String, Mount) {
+    let mount = Mount {
+        kind,
+        description,
+        accessor,
+        options: options.unwrap_or_default().into_iter().collect(),
+    };
+    (path.trim_end_matches('/').to_string(), mount)
 }
 
 impl Vault {
@@ -75,17 +93,7 @@ impl Vault {
         let methods = self.call("sys/auth", sys::auth::list(&self.client)).await?;
         Ok(methods
             .into_iter()
-            .map(|(path, m)| {
-                (
-                    path.trim_end_matches('/').to_string(),
-                    Mount {
-                        kind: m.mount_type,
-                        description: m.description,
-                        accessor: m.accessor,
-                        options: m.options.unwrap_or_default().into_iter().collect(),
-                    },
-                )
-            })
+            .map(|(path, m)| mount(path, m.mount_type, m.description, m.accessor, m.options))
             .collect())
     }
 
@@ -107,17 +115,7 @@ impl Vault {
             .await?;
         Ok(mounts
             .into_iter()
-            .map(|(path, m)| {
-                (
-                    path.trim_end_matches('/').to_string(),
-                    Mount {
-                        kind: m.mount_type,
-                        description: m.description,
-                        accessor: m.accessor,
-                        options: m.options.unwrap_or_default().into_iter().collect(),
-                    },
-                )
-            })
+            .map(|(path, m)| mount(path, m.mount_type, m.description, m.accessor, m.options))
             .collect())
     }
 
@@ -145,7 +143,7 @@ impl Vault {
                     .options
                     .clone()
                     .into_iter()
-                    .collect::<std::collections::HashMap<_, _>>(),
+                    .collect::<HashMap<_, _>>(),
             );
         }
         self.call(
