@@ -809,3 +809,61 @@ fn secrets_migrate_dry_run_changes_nothing() {
     assert!(bao.kv_get("shop/env").is_none());
     assert_canary_hidden(&ws, &out);
 }
+
+#[test]
+fn tls_with_a_ca_file_and_a_namespace_from_the_environment() {
+    let Some(bao) = OpenBao::start_tls() else {
+        return;
+    };
+    let ca = bao.ca.clone().unwrap();
+    assert_eq!(
+        bao.api("POST", "sys/namespaces/team", Some(json!({}))).0,
+        200
+    );
+    let (code, body) = bao.api_in(
+        "team",
+        "POST",
+        "sys/mounts/secret",
+        Some(json!({"type": "kv", "options": {"version": "2"}})),
+    );
+    assert_eq!(code, 204, "{body}");
+    let ws = Workspace::new();
+    ws.write(
+        "p.rhai",
+        &(header("p", &[])
+            + r#"
+let v = vault::connect();
+vault::kv_put(v, "secret", "app/db", #{ password: env::secret("CANARY") });
+vault::status(v).state
+"#),
+    );
+    let ca_text = ca.display().to_string();
+    let env = [
+        ("VAULT_ADDR", bao.addr.as_str()),
+        ("VAULT_TOKEN", bao.token.as_str()),
+        ("VAULT_NAMESPACE", "team"),
+        ("CANARY", CANARY),
+        ("VAULT_CACERT", ca_text.as_str()),
+    ];
+    let out = ws.run_env(&["run", "p.rhai", "--json"], &env);
+    out.expect_code(0);
+    assert_eq!(out.json()["result"], "active");
+    let (code, body) = bao.api_in("team", "GET", "secret/data/app/db", None);
+    assert_eq!(
+        (code, &body["data"]["data"]["password"]),
+        (200, &json!(CANARY))
+    );
+    assert_eq!(bao.api("GET", "secret/data/app/db", None).0, 404);
+    assert_canary_hidden(&ws, &out);
+
+    // Without the CA the server's certificate is not trusted: one sentence saying so.
+    let out = ws.run_env(&["run", "p.rhai"], &env[..4]);
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains(&format!("Vault at {} is unreachable: ", bao.addr))
+            && out.stderr.contains("certificate"),
+        "{}",
+        out.stderr
+    );
+}

@@ -50,13 +50,24 @@ pub struct OpenBao {
     child: Child,
     pub addr: String,
     pub token: String,
+    /// The CA that signed the server's certificate, for a TLS server.
+    pub ca: Option<PathBuf>,
     _home: tempfile::TempDir,
 }
 
 impl OpenBao {
-    /// Starts a dev server, or returns None (skipping the test; failing it in CI) when OpenBao
-    /// is not installed.
+    /// Starts a dev server on plain HTTP, or returns None (skipping the test; failing it in
+    /// CI) when OpenBao is not installed.
     pub fn start() -> Option<OpenBao> {
+        Self::launch(false)
+    }
+
+    /// Starts a dev server on HTTPS with a certificate from its own CA (`ca`).
+    pub fn start_tls() -> Option<OpenBao> {
+        Self::launch(true)
+    }
+
+    fn launch(tls: bool) -> Option<OpenBao> {
         let bao = binary();
         if !super::require(
             "OpenBao",
@@ -84,6 +95,14 @@ impl OpenBao {
                 .env_remove("VAULT_TOKEN")
                 .env_remove("BAO_TOKEN")
                 .stdin(Stdio::null())
+                .args(if tls {
+                    vec![
+                        "-dev-tls".to_string(),
+                        format!("-dev-tls-cert-dir={}", home.path().display()),
+                    ]
+                } else {
+                    Vec::new()
+                })
                 .stdout(std::fs::File::create(&log).unwrap())
                 .stderr(Stdio::from(
                     std::fs::File::options().append(true).open(&log).unwrap(),
@@ -97,10 +116,12 @@ impl OpenBao {
                 });
             }
             let child = command.spawn().expect("start bao server -dev");
+            let scheme = if tls { "https" } else { "http" };
             let server = OpenBao {
                 child,
-                addr: format!("http://127.0.0.1:{port}"),
+                addr: format!("{scheme}://127.0.0.1:{port}"),
                 token,
+                ca: tls.then(|| home.path().join("vault-ca.pem")),
                 _home: home,
             };
             if server.wait_ready(Duration::from_secs(30)) {
@@ -136,7 +157,7 @@ impl OpenBao {
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value), String> {
-        api_call(&self.addr, &self.token, method, path, body)
+        self.call(&self.token, None, method, path, body)
     }
 
     /// One API call with the root token: (status, JSON body or Null).
@@ -153,8 +174,20 @@ impl OpenBao {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        api_call(&self.addr, token, method, path, body)
+        self.call(token, None, method, path, body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// One API call with the root token in a namespace.
+    pub fn api_in(
+        &self,
+        namespace: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.call(&self.token, Some(namespace), method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {namespace}/{path}: {e}"))
     }
 
     /// Writes a KV v2 secret at `secret/<path>`.
@@ -195,31 +228,44 @@ impl OpenBao {
     }
 }
 
-fn api_call(
-    addr: &str,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> Result<(u16, Value), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let mut request = reqwest::Client::new()
-            .request(method, format!("{addr}/v1/{path}"))
-            .header("X-Vault-Token", token)
-            .timeout(Duration::from_secs(10));
-        if let Some(body) = body {
-            request = request.json(&body);
+impl OpenBao {
+    fn call(
+        &self,
+        token: &str,
+        namespace: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        if let Some(ca) = &self.ca {
+            let pem = std::fs::read(ca).map_err(|e| e.to_string())?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| e.to_string())?;
+            client = client.add_root_certificate(cert);
         }
-        let response = request.send().await.map_err(|e| e.to_string())?;
-        let code = response.status().as_u16();
-        let text = response.text().await.map_err(|e| e.to_string())?;
-        Ok((code, serde_json::from_str(&text).unwrap_or(Value::Null)))
-    })
+        let client = client.build().map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let method =
+                reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+            let mut request = client
+                .request(method, format!("{}/v1/{path}", self.addr))
+                .header("X-Vault-Token", token);
+            if let Some(namespace) = namespace {
+                request = request.header("X-Vault-Namespace", namespace);
+            }
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            let code = response.status().as_u16();
+            let text = response.text().await.map_err(|e| e.to_string())?;
+            Ok((code, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        })
+    }
 }
 
 impl Drop for OpenBao {
