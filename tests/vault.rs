@@ -862,7 +862,9 @@ vault::status(v).state
     assert!(
         out.stderr
             .contains(&format!("Vault at {} is unreachable: ", bao.addr))
-            && out.stderr.contains("certificate"),
+            && out
+                .stderr
+                .contains("(set VAULT_CACERT to the CA that signed"),
         "{}",
         out.stderr
     );

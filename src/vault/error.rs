@@ -31,14 +31,22 @@ pub enum VaultError {
     },
 }
 
-/// The innermost cause of an error: for a failed connection, "Connection refused (os error
-/// 111)" rather than "error sending request".
-pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+/// The server could not be reached: the innermost cause of the failure ("Connection refused
+/// (os error 111)" rather than "error sending request"), with the fix for an untrusted
+/// certificate.
+pub(crate) fn unreachable(address: &str, err: &(dyn std::error::Error + 'static)) -> VaultError {
     let mut cause = err;
     while let Some(next) = cause.source() {
         cause = next;
     }
-    cause.to_string()
+    let mut reason = cause.to_string();
+    if reason.contains("certificate") {
+        reason.push_str(" (set VAULT_CACERT to the CA that signed the server's certificate)");
+    }
+    VaultError::Unreachable {
+        address: address.to_string(),
+        reason,
+    }
 }
 
 /// Turns a vaultrs error into a sentence. Response bodies are never quoted: a reply that
@@ -78,10 +86,7 @@ pub fn classify(address: &str, path: &str, has_token: bool, err: ClientError) ->
         ClientError::APIError { code, errors } => api(code, &errors),
         ClientError::RestClientError { source } => match source {
             Http::ServerResponseError { code, .. } => api(code, &[]),
-            Http::RequestError { .. } => VaultError::Unreachable {
-                reason: root_cause(&source),
-                address,
-            },
+            Http::RequestError { .. } => unreachable(&address, &source),
             Http::ResponseParseError { .. } | Http::ResponseConversionError { .. } => {
                 VaultError::Refused {
                     address,

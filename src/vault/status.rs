@@ -33,17 +33,14 @@ impl Vault {
     pub async fn status(&self) -> Result<Status, VaultError> {
         let path = "sys/health";
         let url = format!("{}/v1/{path}", self.address());
-        let response =
-            self.client
-                .http
-                .http
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| VaultError::Unreachable {
-                    address: self.address().to_string(),
-                    reason: super::error::root_cause(&e),
-                })?;
+        let response = self
+            .client
+            .http
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| super::error::unreachable(self.address(), &e))?;
         let code = response.status().as_u16();
         let state = state_of(code).ok_or_else(|| VaultError::Refused {
             address: self.address().to_string(),
