@@ -164,12 +164,12 @@ pub fn check_name(what: &str, name: &str) -> Result<(), VaultError> {
         && name != ".."
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
         Err(VaultError::Invalid(format!(
-            "{what} `{name}` must be letters, digits, `-`, `_`, `.` or `@`"
+            "{what} `{name}` must be letters, digits, `-`, `_` or `.`"
         )))
     }
 }
