@@ -626,6 +626,15 @@ fn approle_bootstrap_refuses_a_policy_that_reaches_another_service() {
 
 const DOTENV: &str = "# shop\nDB_USER=shop\nDB_PASSWORD=canary-7f3a9c41-do-not-print\nexport STRIPE_API_KEY=\"sk_test_4eC39HqLyjWDarjtT1zdp7dc\"\nPORT=8080\n";
 
+/// What secrets-migrate does, in order, in a dry run and a real one alike.
+const MIGRATE_ACTIONS: [&str; 5] = [
+    "fs::mkdir",
+    "fs::copy",
+    "fs::chmod",
+    "secrets::put",
+    "dotenv::remove",
+];
+
 fn assert_migrated(ws: &Workspace, out: &Outcome) {
     let rewritten = ws.read("app.env");
     assert!(!rewritten.contains(CANARY), "{rewritten}");
@@ -683,6 +692,11 @@ fn secrets_migrate_moves_env_secrets_into_vault_and_each_reads_back() {
     assert_eq!(
         out.json()["result"]["moved"],
         json!(["DB_PASSWORD", "STRIPE_API_KEY"])
+    );
+    assert_eq!(
+        actions(&out),
+        MIGRATE_ACTIONS,
+        "the same as the dry run plans"
     );
     assert_migrated(&ws, &out);
     assert_eq!(
@@ -793,17 +807,7 @@ fn secrets_migrate_dry_run_changes_nothing() {
         &[],
     );
     out.expect_code(0);
-    let actions = actions(&out);
-    assert_eq!(
-        actions,
-        [
-            "fs::mkdir",
-            "fs::copy",
-            "fs::chmod",
-            "secrets::put",
-            "dotenv::remove"
-        ]
-    );
+    assert_eq!(actions(&out), MIGRATE_ACTIONS);
     assert_eq!(ws.read("app.env"), DOTENV);
     assert!(!ws.join("secrets-migrate-backups").exists());
     assert!(bao.kv_get("shop/env").is_none());
