@@ -3,8 +3,10 @@
 //! Data flows one way: CLI → playbook loader → engine → primitives → the world.
 //! The journal observes steps; it never drives them.
 
+pub mod archive;
 pub mod atomic_file;
 pub mod cli;
+pub mod docker;
 pub mod engine;
 pub mod error;
 pub mod locations;

@@ -1,9 +1,11 @@
 //! The primitives scripts call, one module per family, all registered here. `runbook doc`
 //! generates the reference from the doc comments in these modules.
 
+pub mod archive;
 pub mod backup;
 pub mod certs;
 pub mod crypto;
+pub mod docker;
 pub mod dotenv;
 pub mod env;
 pub mod findings;
@@ -12,6 +14,7 @@ pub mod fs;
 pub mod host;
 pub mod http;
 pub mod log;
+pub mod manifest;
 pub mod migrations;
 pub mod secret;
 pub mod secrets;
@@ -124,7 +127,10 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("fs", rhai::exported_module!(fs::api).into());
     engine.register_static_module("http", rhai::exported_module!(http::api).into());
     engine.register_static_module("host", rhai::exported_module!(host::api).into());
+    engine.register_static_module("docker", rhai::exported_module!(docker::api).into());
     engine.register_static_module("crypto", rhai::exported_module!(crypto::api).into());
+    engine.register_static_module("archive", rhai::exported_module!(archive::api).into());
+    engine.register_static_module("manifest", rhai::exported_module!(manifest::api).into());
     engine.register_static_module("backup", rhai::exported_module!(backup::api).into());
     engine.register_static_module("migrations", rhai::exported_module!(migrations::api).into());
     engine.register_static_module("certs", rhai::exported_module!(certs::api).into());

@@ -2,6 +2,8 @@
 //! config dirs, like an operator would.
 #![allow(dead_code)]
 
+pub mod archive;
+pub mod docker;
 pub mod openbao;
 pub mod terminal;
 

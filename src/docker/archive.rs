@@ -1,0 +1,153 @@
+//! Single files in and out of a container through the engine's archive API: reading
+//! `/etc/passwd` to resolve a user, placing a 0600 credentials file, setting a directory's
+//! owner and mode. Works on stopped and never-started containers too.
+
+use bollard::query_parameters::{DownloadFromContainerOptions, UploadToContainerOptions};
+use futures_util::StreamExt;
+
+use super::{Docker, DockerError, Result, Target};
+
+/// One file or directory to place in a container, with its owner and mode.
+pub(crate) struct Entry {
+    /// Absolute path in the container.
+    pub path: String,
+    /// `None` for a directory.
+    pub content: Option<Vec<u8>>,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+}
+
+impl Entry {
+    /// A one-entry tar holding it, named relative to `/`.
+    fn tar(&self) -> std::io::Result<Vec<u8>> {
+        let mut header = tar::Header::new_gnu();
+        let data: &[u8] = self.content.as_deref().unwrap_or(&[]);
+        header.set_entry_type(if self.content.is_some() {
+            tar::EntryType::Regular
+        } else {
+            tar::EntryType::Directory
+        });
+        header.set_size(data.len() as u64);
+        header.set_mode(self.mode);
+        header.set_uid(self.uid);
+        header.set_gid(self.gid);
+        header.set_mtime(self.mtime);
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut name = self.path.trim_start_matches('/').to_string();
+        if self.content.is_none() && !name.ends_with('/') {
+            name.push('/');
+        }
+        builder.append_data(&mut header, name, data)?;
+        builder.into_inner()
+    }
+}
+
+impl Docker {
+    /// Places an entry in the container (replacing a file already there).
+    pub(crate) async fn put_entry(&self, container: &str, entry: &Entry) -> Result<()> {
+        let target = Target::Container(container.into());
+        let tar = entry.tar().map_err(|source| DockerError::Io {
+            target: target.clone(),
+            context: format!("cannot build an archive for {}", entry.path),
+            source,
+        })?;
+        let options = UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        };
+        self.api
+            .upload_to_container(container, Some(options), bollard::body_full(tar.into()))
+            .await
+            .map_err(|e| self.error(target, e))
+    }
+
+    /// Reads a small file from the container (at most `limit` bytes are kept in memory).
+    pub(crate) async fn read_file(
+        &self,
+        container: &str,
+        path: &str,
+        limit: usize,
+    ) -> Result<Vec<u8>> {
+        let target = Target::Container(container.into());
+        let options = DownloadFromContainerOptions { path: path.into() };
+        let mut stream = self.api.download_from_container(container, Some(options));
+        let mut tar = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            tar.extend_from_slice(&chunk.map_err(|e| self.error(target.clone(), e))?);
+            if tar.len() > limit + 64 * 1024 {
+                return Err(DockerError::Invalid {
+                    target,
+                    message: format!("{path} is larger than {limit} bytes"),
+                });
+            }
+        }
+        first_file(&tar).map_err(|source| DockerError::Io {
+            target,
+            context: format!("cannot read {path} from the engine's archive"),
+            source,
+        })
+    }
+}
+
+/// The content of the first regular file in a tar.
+fn first_file(tar: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry.header().entry_type().is_file() {
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content)?;
+            return Ok(content);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "the archive holds no regular file",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_round_trips_with_owner_and_mode() {
+        let entry = Entry {
+            path: "/run/secrets/pgpass".into(),
+            content: Some(b"s3cret".to_vec()),
+            mode: 0o600,
+            uid: 999,
+            gid: 998,
+            mtime: 1_700_000_000,
+        };
+        let tar = entry.tar().unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let first = archive.entries().unwrap().next().unwrap().unwrap();
+        let header = first.header();
+        assert_eq!(first.path().unwrap().to_str(), Some("run/secrets/pgpass"));
+        assert_eq!(header.mode().unwrap(), 0o600);
+        assert_eq!((header.uid().unwrap(), header.gid().unwrap()), (999, 998));
+        assert_eq!(first_file(&tar).unwrap(), b"s3cret");
+    }
+
+    #[test]
+    fn a_directory_entry_ends_with_a_slash() {
+        let entry = Entry {
+            path: "/runbook-volume".into(),
+            content: None,
+            mode: 0o750,
+            uid: 1000,
+            gid: 1000,
+            mtime: 0,
+        };
+        let tar = entry.tar().unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let first = archive.entries().unwrap().next().unwrap().unwrap();
+        assert!(first.header().entry_type().is_dir());
+        assert_eq!(first.path().unwrap().to_str(), Some("runbook-volume/"));
+        assert!(first_file(&tar).is_err());
+    }
+}
