@@ -873,3 +873,213 @@ vault::status(v).state
         out.stderr
     );
 }
+
+/// Every path under `dir` (restore leftovers excluded) with its mode and, for files, bytes.
+fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<String, (u32, Option<Vec<u8>>)> {
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        out: &mut std::collections::BTreeMap<String, (u32, Option<Vec<u8>>)>,
+    ) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if rel.starts_with(".before-restore-") {
+                continue;
+            }
+            if path.is_dir() {
+                out.insert(rel, (mode(&path), None));
+                walk(root, &path, out);
+            } else {
+                out.insert(rel, (mode(&path), Some(std::fs::read(&path).unwrap())));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// An operator's Vault material: unseal keys and root token holding the canary, TLS files and
+/// AppRole credentials, all private.
+fn write_material(ws: &Workspace) {
+    use std::os::unix::fs::PermissionsExt;
+    ws.write(
+        "operator/unseal-keys.json",
+        &format!("{{\"keys_b64\": [\"{CANARY}-1\", \"{CANARY}-2\"], \"threshold\": 2}}\n"),
+    );
+    ws.write("operator/root-token", &format!("s.{CANARY}\n"));
+    ws.write(
+        "operator/tls/ca.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    ws.write(
+        "operator/tls/vault.key",
+        "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+    );
+    ws.write("operator/approle/shop/role-id", "9f0c7a1e-role");
+    ws.write("operator/approle/shop/secret-id", "5b2d11aa-secret");
+    for (rel, m) in [
+        ("operator", 0o700),
+        ("operator/tls", 0o700),
+        ("operator/approle", 0o700),
+        ("operator/approle/shop", 0o700),
+        ("operator/unseal-keys.json", 0o600),
+        ("operator/root-token", 0o600),
+        ("operator/tls/ca.pem", 0o600),
+        ("operator/tls/vault.key", 0o600),
+        ("operator/approle/shop/role-id", 0o600),
+        ("operator/approle/shop/secret-id", 0o600),
+    ] {
+        std::fs::set_permissions(ws.join(rel), std::fs::Permissions::from_mode(m)).unwrap();
+    }
+}
+
+const PASSPHRASE: (&str, &str) = ("BACKUP_PASSPHRASE", "correct-horse-battery-staple-42");
+
+fn vault_backup(ws: &Workspace) -> Outcome {
+    ws.run_env(
+        &[
+            "run",
+            "vault-backup",
+            "-p",
+            "dir=operator",
+            "-p",
+            "passphrase=env:BACKUP_PASSPHRASE",
+            "-p",
+            "work_factor=10",
+            "--json",
+        ],
+        &[PASSPHRASE],
+    )
+}
+
+fn vault_restore(ws: &Workspace, passphrase: &str, extra: &[&str]) -> Outcome {
+    let mut args = vec![
+        "run",
+        "vault-restore",
+        "-p",
+        "dir=operator",
+        "-p",
+        "passphrase=env:BACKUP_PASSPHRASE",
+        "--yes",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    ws.run_env(&args, &[(PASSPHRASE.0, passphrase)])
+}
+
+#[test]
+fn vault_backup_and_restore_round_trip_with_private_modes() {
+    let ws = Workspace::new();
+    write_material(&ws);
+    let original = tree(&ws.join("operator"));
+
+    let out = vault_backup(&ws);
+    out.expect_code(0);
+    assert_canary_hidden(&ws, &out);
+    let set = std::path::PathBuf::from(out.json()["result"].as_str().unwrap());
+    assert_eq!(set.parent().unwrap(), ws.join("vault-backups/vault"));
+    assert_eq!(mode(&set), 0o700);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(set.join("manifest.json")).unwrap()).unwrap();
+    let names: Vec<&str> = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["approle", "root-token", "tls", "unseal-keys.json"]);
+    for artifact in manifest["artifacts"].as_array().unwrap() {
+        let bytes = std::fs::read(set.join(artifact["file"].as_str().unwrap())).unwrap();
+        assert!(bytes.starts_with(b"age-encryption.org/v1"));
+        assert!(!String::from_utf8_lossy(&bytes).contains(CANARY));
+        assert_eq!(artifact["encryption"], "age-passphrase");
+    }
+
+    // The material drifts: a changed token, a lost key, loose modes.
+    ws.write("operator/root-token", "s.replaced-by-mistake\n");
+    std::fs::remove_file(ws.join("operator/tls/vault.key")).unwrap();
+    std::fs::set_permissions(
+        ws.join("operator/unseal-keys.json"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let drifted = tree(&ws.join("operator"));
+
+    let out = vault_restore(&ws, PASSPHRASE.1, &[]);
+    out.expect_code(0);
+    assert_canary_hidden(&ws, &out);
+    assert_eq!(
+        tree(&ws.join("operator")),
+        original,
+        "restored byte for byte, files 0600 and directories 0700"
+    );
+    let aside = ws.join(out.json()["result"]["aside"].as_str().unwrap());
+    assert_eq!(mode(&aside), 0o700);
+    assert_eq!(
+        tree(&aside),
+        drifted,
+        "the files it replaced were kept aside whole"
+    );
+
+    // A backup of the restored material leaves the kept-aside copies out.
+    let out = vault_backup(&ws);
+    out.expect_code(0);
+    assert_eq!(
+        out.json()["steps"][0]["result"].as_array().unwrap().len(),
+        4
+    );
+}
+
+#[test]
+fn vault_restore_refuses_a_corrupted_set_or_a_wrong_passphrase_and_touches_nothing() {
+    let ws = Workspace::new();
+    write_material(&ws);
+    vault_backup(&ws).expect_code(0);
+    ws.write("operator/root-token", "s.current-token\n");
+    let before = tree(&ws.join("operator"));
+    let untouched = |ws: &Workspace| {
+        assert_eq!(tree(&ws.join("operator")), before);
+        let names: Vec<String> = std::fs::read_dir(ws.join("operator"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.starts_with('.')),
+            "nothing kept aside or staged: {names:?}"
+        );
+    };
+
+    let out = vault_restore(&ws, "not-the-backup-passphrase", &[]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("wrong passphrase"), "{}", out.stderr);
+    untouched(&ws);
+
+    // A dry run checks the set for real and plans the rest.
+    let out = vault_restore(&ws, PASSPHRASE.1, &["--dry-run"]);
+    out.expect_code(0);
+    assert!(actions(&out).contains(&"fs::move".to_string()));
+    untouched(&ws);
+
+    let set = std::fs::read_dir(ws.join("vault-backups/vault"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let artifact = set.join("tls.tar.zst.age");
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&artifact, bytes).unwrap();
+    let out = vault_restore(&ws, PASSPHRASE.1, &[]);
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains("1 of 4 artifacts do not match: `tls` (tls.tar.zst.age) has SHA-256"),
+        "{}",
+        out.stderr
+    );
+    untouched(&ws);
+}
