@@ -626,6 +626,28 @@ fn approle_bootstrap_refuses_a_policy_that_reaches_another_service() {
 
 const DOTENV: &str = "# shop\nDB_USER=shop\nDB_PASSWORD=canary-7f3a9c41-do-not-print\nexport STRIPE_API_KEY=\"sk_test_4eC39HqLyjWDarjtT1zdp7dc\"\nPORT=8080\n";
 
+/// secrets-migrate of app.env to shop/env, confirmed, with a JSON report.
+const MIGRATE: [&str; 8] = [
+    "run",
+    "secrets-migrate",
+    "-p",
+    "file=app.env",
+    "-p",
+    "to=shop/env",
+    "--yes",
+    "--json",
+];
+
+/// Writes the `.env` file to migrate, mode 0640.
+fn write_dotenv(ws: &Workspace) {
+    let env_file = ws.write("app.env", DOTENV);
+    std::fs::set_permissions(
+        &env_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+}
+
 /// What secrets-migrate does, in order, in a dry run and a real one alike.
 const MIGRATE_ACTIONS: [&str; 5] = [
     "fs::mkdir",
@@ -664,22 +686,8 @@ fn secrets_migrate_moves_env_secrets_into_vault_and_each_reads_back() {
     let Some(bao) = OpenBao::start() else { return };
     bao.kv_put("shop/env", json!({"KEPT": "already-there"}));
     let ws = Workspace::new();
-    let env_file = ws.write("app.env", DOTENV);
-    std::fs::set_permissions(
-        &env_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o640),
-    )
-    .unwrap();
-    let args = [
-        "run",
-        "secrets-migrate",
-        "-p",
-        "file=app.env",
-        "-p",
-        "to=shop/env",
-        "--yes",
-        "--json",
-    ];
+    write_dotenv(&ws);
+    let args = MIGRATE;
 
     // Without --yes and a terminal the rewrite is refused, after the secrets are safe.
     let out = run_with(&ws, &bao, &args[..6], &[]);
@@ -733,22 +741,8 @@ fn secrets_migrate_moves_env_secrets_into_vault_and_each_reads_back() {
 #[test]
 fn secrets_migrate_into_the_local_store_without_vault() {
     let ws = Workspace::new();
-    let env_file = ws.write("app.env", DOTENV);
-    std::fs::set_permissions(
-        &env_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o640),
-    )
-    .unwrap();
-    let out = ws.run(&[
-        "run",
-        "secrets-migrate",
-        "-p",
-        "file=app.env",
-        "-p",
-        "to=shop/env",
-        "--yes",
-        "--json",
-    ]);
+    write_dotenv(&ws);
+    let out = ws.run(&MIGRATE);
     out.expect_code(0);
     assert_migrated(&ws, &out);
     let store = ws.join("data/secrets.age");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rhai::plugin::*;
 use rhai::{Array, Map};
 
-use super::vault::{connect_env, plain_values, Vault};
+use super::vault::{check_options, connect_env, plain_values, Vault};
 use super::{error, opt_string, PrimResult};
 use crate::run::Run;
 use crate::secret_store::LocalStore;
@@ -52,13 +52,7 @@ fn open_default() -> PrimResult<SecretStore> {
 }
 
 fn open_with(options: &Map) -> PrimResult<SecretStore> {
-    for key in options.keys() {
-        if !["backend", "vault", "mount"].contains(&key.as_str()) {
-            return Err(error(format!(
-                "unknown option `{key}` of secrets::open (it takes: backend, vault, mount)"
-            )));
-        }
-    }
+    check_options(options, &["backend", "vault", "mount"], "secrets::open")?;
     let mount = opt_string(options, "mount")?;
     let given = options
         .get("vault")

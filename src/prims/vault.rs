@@ -111,7 +111,8 @@ fn login(
     Ok(conn)
 }
 
-fn check_options(options: &Map, known: &[&str], what: &str) -> PrimResult<()> {
+/// Refuses option keys a primitive does not know (a typo would otherwise be ignored).
+pub fn check_options(options: &Map, known: &[&str], what: &str) -> PrimResult<()> {
     for key in options.keys() {
         if !known.contains(&key.as_str()) {
             return Err(error(format!(
