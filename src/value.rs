@@ -8,6 +8,17 @@ use crate::secrets::{self, Secret};
 /// Converts a script value to JSON for the journal and reports. Secrets become the mask;
 /// values with no JSON form (functions, opaque handles) become their type name.
 pub fn to_json(value: &Dynamic) -> Value {
+    convert(value, true)
+}
+
+/// Converts a script value to JSON for an encrypted artifact: secrets still become the mask,
+/// but plain strings are kept exactly (a container's environment must come back as it was,
+/// even when one of its values was also seen as a secret).
+pub fn to_json_exact(value: &Dynamic) -> Value {
+    convert(value, false)
+}
+
+fn convert(value: &Dynamic, redact: bool) -> Value {
     if value.is_unit() {
         Value::Null
     } else if let Some(b) = value.clone().try_cast::<bool>() {
@@ -17,19 +28,18 @@ pub fn to_json(value: &Dynamic) -> Value {
     } else if let Ok(f) = value.as_float() {
         serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
     } else if value.is_string() {
-        Value::String(secrets::redact(
-            &value.clone().into_string().unwrap_or_default(),
-        ))
+        let text = value.clone().into_string().unwrap_or_default();
+        Value::String(if redact { secrets::redact(&text) } else { text })
     } else if value.is::<Secret>() {
         Value::String(secrets::MASK.to_string())
     } else if value.is_array() {
         let array = value.read_lock::<Array>().expect("checked is_array");
-        Value::Array(array.iter().map(to_json).collect())
+        Value::Array(array.iter().map(|v| convert(v, redact)).collect())
     } else if value.is_map() {
         let map = value.read_lock::<Map>().expect("checked is_map");
         Value::Object(
             map.iter()
-                .map(|(k, v)| (k.to_string(), to_json(v)))
+                .map(|(k, v)| (k.to_string(), convert(v, redact)))
                 .collect(),
         )
     } else if value.is_blob() {

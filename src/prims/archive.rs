@@ -145,7 +145,7 @@ fn stop_of(run: &Arc<Run>) -> archive::Stop {
     Arc::new(move || run.stop_reason())
 }
 
-fn seal_options(run: &Arc<Run>, options: &Map, what: &str) -> PrimResult<SealOptions> {
+pub(crate) fn seal_options(run: &Arc<Run>, options: &Map, what: &str) -> PrimResult<SealOptions> {
     check_keys(options, SEAL_KEYS, what)?;
     let compression = Compression::parse(
         &opt_string(options, "compression")?.unwrap_or_else(|| "zstd".into()),
@@ -161,7 +161,7 @@ fn seal_options(run: &Arc<Run>, options: &Map, what: &str) -> PrimResult<SealOpt
     })
 }
 
-fn unseal_options(run: &Run, options: &Map, what: &str) -> PrimResult<UnsealOptions> {
+pub(crate) fn unseal_options(run: &Run, options: &Map, what: &str) -> PrimResult<UnsealOptions> {
     check_keys(options, OPEN_KEYS, what)?;
     let passphrase = passphrase(options, what)?;
     let identity = opt_string(options, "identity")?;
@@ -193,7 +193,7 @@ fn unseal_options(run: &Run, options: &Map, what: &str) -> PrimResult<UnsealOpti
     })
 }
 
-fn sealed_map(sealed: &Sealed, name: Option<&str>) -> Map {
+pub(crate) fn sealed_map(sealed: &Sealed, name: Option<&str>) -> Map {
     let mut map = Map::new();
     if let Some(name) = name {
         map.insert("name".into(), name.into());
@@ -221,7 +221,7 @@ fn sealed_map(sealed: &Sealed, name: Option<&str>) -> Map {
 }
 
 /// What a dry run returns in place of a sealed file: the same keys, nothing measured.
-fn planned_map(dest: &Path, options: &SealOptions) -> Map {
+pub(crate) fn planned_map(dest: &Path, options: &SealOptions) -> Map {
     let mut map = Map::new();
     map.insert("path".into(), dest.display().to_string().into());
     map.insert("planned".into(), true.into());
@@ -363,6 +363,48 @@ fn unpack(ctx: &NativeCallContext, src: &str, dir: &str, options: &Map) -> PrimR
     map.insert("bytes".into(), int(done.bytes));
     map.insert("sha256".into(), done.sha256.unwrap_or_default().into());
     Ok(map)
+}
+
+fn seal_json(
+    ctx: &NativeCallContext,
+    value: &Dynamic,
+    dest: &str,
+    options: &Map,
+) -> PrimResult<Map> {
+    let run = Run::of(ctx);
+    let target = checked_path(&run, dest)?;
+    let options = seal_options(&run, options, "archive::seal_json")?;
+    let text = serde_json::to_vec_pretty(&crate::value::to_json_exact(value))
+        .map_err(|e| error(format!("archive::seal_json: {e}")))?;
+    let detail = format!(
+        "seal {} bytes of JSON to {} ({}, {})",
+        text.len(),
+        target.display(),
+        options.compression,
+        options.encryption
+    );
+    if !run.mutate("archive::seal_json", detail) {
+        return Ok(planned_map(&target, &options));
+    }
+    create_parent(&target)?;
+    let sealed =
+        archive::seal(text.as_slice(), &target, &options).map_err(|e| error(e.to_string()))?;
+    Ok(sealed_map(&sealed, options.artifact.as_deref()))
+}
+
+fn unseal_json(ctx: &NativeCallContext, src: &str, options: &Map) -> PrimResult<Dynamic> {
+    use std::io::Read;
+    let run = Run::of(ctx);
+    let source = checked_path(&run, src)?;
+    let unseal = unseal_options(&run, options, "archive::unseal_json")?;
+    let mut reader = archive::unseal(&source, &unseal).map_err(|e| error(e.to_string()))?;
+    let mut text = Vec::new();
+    reader
+        .read_to_end(&mut text)
+        .map_err(|e| error(format!("{src}: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| error(format!("{src} does not hold JSON: {e}")))?;
+    Ok(crate::value::from_json(&value))
 }
 
 fn unseal_file(ctx: &NativeCallContext, src: &str, dest: &str, options: &Map) -> PrimResult<Map> {
@@ -511,6 +553,29 @@ pub mod api {
         options: Map,
     ) -> Result<Map, Box<EvalAltResult>> {
         super::unpack(&ctx, src, dir, &options)
+    }
+
+    /// Seals a value as JSON (container specs with their environment) → zstd → age → `dest`,
+    /// so it never sits on disk in clear. Options and result as `pack`.
+    #[rhai_fn(return_raw)]
+    pub fn seal_json(
+        ctx: NativeCallContext,
+        value: Dynamic,
+        dest: &str,
+        options: Map,
+    ) -> Result<Map, Box<EvalAltResult>> {
+        super::seal_json(&ctx, &value, dest, &options)
+    }
+
+    /// Reads back a value `seal_json` wrote, checking the file's checksum when `sha256` is
+    /// given. Options as `unpack`. Reads only: it runs in a dry run too.
+    #[rhai_fn(return_raw)]
+    pub fn unseal_json(
+        ctx: NativeCallContext,
+        src: &str,
+        options: Map,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        super::unseal_json(&ctx, src, &options)
     }
 
     /// Decrypts and decompresses a sealed file into `dest` (0600, atomic), checking its

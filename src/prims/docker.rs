@@ -513,6 +513,279 @@ fn volume_import(
     Ok(INT::try_from(bytes).unwrap_or(INT::MAX))
 }
 
+// ---- volume and exec data through the sealed-archive pipeline -----------------------------
+
+/// Splits `options` into the primitive's own keys and the submap under `key` (`seal` or
+/// `unseal`) that goes to the archive pipeline.
+fn split_options(options: &Map, key: &str, own: &[&str]) -> PrimResult<(Map, Map)> {
+    let mut rest = options.clone();
+    let inner = match rest.remove(key).filter(|v| !v.is_unit()) {
+        None => Map::new(),
+        Some(v) => v
+            .try_cast::<Map>()
+            .ok_or_else(|| error(format!("option `{key}` must be a map of archive options")))?,
+    };
+    let mut archive = inner;
+    for name in rest.keys().cloned().collect::<Vec<_>>() {
+        if !own.contains(&name.as_str()) {
+            archive.insert(name.clone(), rest.remove(&name).unwrap_or_default());
+        }
+    }
+    Ok((rest, archive))
+}
+
+/// An exec's stdout that fails at its end when the process failed, so a sealed dump of a
+/// failed `pg_dump` is never committed.
+struct CheckedOutput {
+    stream: Option<docker::ExecStream>,
+    container: String,
+    program: String,
+    status: std::sync::Arc<Mutex<Option<docker::ExecStatus>>>,
+}
+
+impl std::io::Read for CheckedOutput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(0);
+        };
+        let n = stream.stdout.read(buf)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        let stream = self.stream.take().expect("checked above");
+        let status = stream
+            .wait()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let (code, stderr) = (
+            status.code,
+            String::from_utf8_lossy(&status.stderr).trim().to_string(),
+        );
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+        if code != 0 {
+            return Err(std::io::Error::other(format!(
+                "`{}` in container `{}` exited with {code}: {stderr}",
+                self.program, self.container
+            )));
+        }
+        Ok(0)
+    }
+}
+
+/// A volume's content as tar → compress → encrypt → `file`, in one pass.
+fn volume_backup(
+    ctx: &NativeCallContext,
+    volume: &str,
+    file: &str,
+    options: &Map,
+) -> PrimResult<Map> {
+    let run = Run::of(ctx);
+    let target = checked_path(&run, file)?;
+    let (own, archive) = split_options(options, "seal", &["image"])?;
+    let image = opt_string(&own, "image")?;
+    let what = format!("volume `{volume}`");
+    let seal = super::archive::seal_options(&run, &archive, &what)?;
+    if !run.mutate(
+        "docker::volume_backup",
+        format!(
+            "write volume `{volume}` as tar ({}, {}) to {} (mode 0600)",
+            seal.compression.name(),
+            seal.encryption.name(),
+            target.display()
+        ),
+    ) {
+        return Ok(super::archive::planned_map(&target, &seal));
+    }
+    create_parent(&target, file)?;
+    let tar = call(ctx, &format!("exporting {what}"), |d| async move {
+        d.volume_export(volume, image.as_deref()).await
+    })?;
+    let sealed =
+        crate::archive::seal(tar, &target, &seal).map_err(|e| error(format!("{what}: {e}")))?;
+    Ok(super::archive::sealed_map(&sealed, Some(volume)))
+}
+
+/// A sealed tar → decrypt → decompress → into a volume, checking the file's checksum.
+fn volume_restore(
+    ctx: &NativeCallContext,
+    volume: &str,
+    file: &str,
+    options: &Map,
+) -> PrimResult<INT> {
+    let run = Run::of(ctx);
+    let source = checked_path(&run, file)?;
+    let (own, archive) = split_options(options, "unseal", &["image"])?;
+    let image = opt_string(&own, "image")?;
+    let what = format!("volume `{volume}`");
+    let unseal = super::archive::unseal_options(&run, &archive, &what)?;
+    if !run.mutate(
+        "docker::volume_restore",
+        format!("load {} into volume `{volume}`", source.display()),
+    ) {
+        return Ok(0);
+    }
+    let tar =
+        crate::archive::unseal(&source, &unseal).map_err(|e| error(format!("{what}: {e}")))?;
+    let bytes = call(ctx, &format!("restoring {what}"), |d| async move {
+        d.volume_import(volume, tar, image.as_deref()).await
+    })?;
+    Ok(INT::try_from(bytes).unwrap_or(INT::MAX))
+}
+
+/// An exec's stdout → compress → encrypt → `file`, committed only when the process succeeds.
+fn exec_backup(
+    ctx: &NativeCallContext,
+    container: &str,
+    argv: &Array,
+    file: &str,
+    options: &Map,
+) -> PrimResult<Map> {
+    let run = Run::of(ctx);
+    let target = checked_path(&run, file)?;
+    let (own, archive) = split_options(options, "seal", EXEC_KEYS)?;
+    let (request, input) = exec_request(argv, &own)?;
+    let what = format!("container `{container}`");
+    let seal = super::archive::seal_options(&run, &archive, &what)?;
+    let program = request.argv.first().cloned().unwrap_or_default();
+    if !run.mutate(
+        "docker::exec_backup",
+        format!(
+            "run `{}` in container `{container}`, its output ({}, {}) to {} (mode 0600)",
+            request.argv.join(" "),
+            seal.compression.name(),
+            seal.encryption.name(),
+            target.display()
+        ),
+    ) {
+        return Ok(super::archive::planned_map(&target, &seal));
+    }
+    create_parent(&target, file)?;
+    let stream = call(ctx, &format!("exec in {what}"), |d| async move {
+        d.exec_stream(container, request, input).await
+    })?;
+    let status = std::sync::Arc::new(Mutex::new(None));
+    let output = CheckedOutput {
+        stream: Some(stream),
+        container: container.to_string(),
+        program,
+        status: status.clone(),
+    };
+    let sealed =
+        crate::archive::seal(output, &target, &seal).map_err(|e| error(format!("{what}: {e}")))?;
+    let mut result = super::archive::sealed_map(&sealed, None);
+    if let Some(status) = status.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        result.insert("code".into(), Dynamic::from(status.code));
+        result.insert(
+            "stderr".into(),
+            String::from_utf8_lossy(&status.stderr).into_owned().into(),
+        );
+    }
+    Ok(result)
+}
+
+/// A sealed file → decrypt → decompress → a process's stdin (a dump into `psql`).
+fn exec_restore(
+    ctx: &NativeCallContext,
+    container: &str,
+    argv: &Array,
+    file: &str,
+    options: &Map,
+) -> PrimResult<Map> {
+    let run = Run::of(ctx);
+    let source = checked_path(&run, file)?;
+    let (own, archive) = split_options(options, "unseal", EXEC_KEYS)?;
+    let (request, _) = exec_request(argv, &own)?;
+    let what = format!("container `{container}`");
+    let unseal = super::archive::unseal_options(&run, &archive, &what)?;
+    let mut result = Map::new();
+    if !run.mutate(
+        "docker::exec_restore",
+        format!(
+            "feed {} to `{}` in container `{container}`",
+            source.display(),
+            request.argv.join(" ")
+        ),
+    ) {
+        result.insert("code".into(), Dynamic::from(0 as INT));
+        result.insert("stdout".into(), "".into());
+        result.insert("stderr".into(), "".into());
+        return Ok(result);
+    }
+    let content =
+        crate::archive::unseal(&source, &unseal).map_err(|e| error(format!("{what}: {e}")))?;
+    let input = ExecInput::Reader(Box::new(content));
+    let outcome = call(ctx, &format!("exec in {what}"), |d| async move {
+        d.exec(container, request, input).await
+    })?;
+    result.insert("code".into(), Dynamic::from(outcome.code));
+    result.insert(
+        "stdout".into(),
+        String::from_utf8_lossy(&outcome.stdout).into_owned().into(),
+    );
+    result.insert(
+        "stderr".into(),
+        String::from_utf8_lossy(&outcome.stderr).into_owned().into(),
+    );
+    Ok(result)
+}
+
+/// The exec options `exec_request` reads; everything else is for the archive pipeline.
+const EXEC_KEYS: &[&str] = &["env", "user", "workdir", "files", "stdin"];
+
+fn create_parent(target: &std::path::Path, file: &str) -> PrimResult<()> {
+    match target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent)
+            .map_err(|e| error(format!("cannot create the directory of {file}: {e}"))),
+        None => Ok(()),
+    }
+}
+
+/// A digest of a volume's content: every entry's path, kind, mode, owner, mtime, link target
+/// and content hash, in path order. Equal digests mean an identical tree.
+fn volume_digest(ctx: &NativeCallContext, volume: &str, options: &Map) -> PrimResult<Map> {
+    use sha2::{Digest, Sha256};
+    let image = opt_string(options, "image")?;
+    let tar = call(ctx, &format!("reading volume `{volume}`"), |d| async move {
+        d.volume_export(volume, image.as_deref()).await
+    })?;
+    let fail = |e: std::io::Error| error(format!("volume `{volume}`: reading its tar stream: {e}"));
+    let mut archive = tar::Archive::new(tar);
+    let mut lines = Vec::new();
+    let mut bytes: u64 = 0;
+    for entry in archive.entries().map_err(fail)? {
+        let mut entry = entry.map_err(fail)?;
+        let header = entry.header().clone();
+        let path = entry.path().map_err(fail)?.to_string_lossy().into_owned();
+        let link = entry
+            .link_name()
+            .map_err(fail)?
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut hasher = Sha256::new();
+        bytes += std::io::copy(&mut entry, &mut hasher).map_err(fail)?;
+        lines.push(format!(
+            "{path}\t{:?}\t{:o}\t{}:{}\t{}\t{link}\t{}",
+            header.entry_type(),
+            header.mode().unwrap_or(0),
+            header.uid().unwrap_or(0),
+            header.gid().unwrap_or(0),
+            header.mtime().unwrap_or(0),
+            hex::encode(hasher.finalize())
+        ));
+    }
+    lines.sort();
+    let mut map = Map::new();
+    map.insert(
+        "sha256".into(),
+        hex::encode(Sha256::digest(lines.join("\n").as_bytes())).into(),
+    );
+    map.insert("entries".into(), Dynamic::from(lines.len() as INT));
+    map.insert(
+        "bytes".into(),
+        Dynamic::from(INT::try_from(bytes).unwrap_or(INT::MAX)),
+    );
+    Ok(map)
+}
+
 /// Starts or stops a stack's containers in dependency order; returns the names acted on.
 fn stack_batch(
     ctx: &NativeCallContext,
@@ -1068,6 +1341,85 @@ pub mod api {
         options: Map,
     ) -> Result<INT, Box<EvalAltResult>> {
         super::volume_import(&ctx, volume, file, &options)
+    }
+
+    /// Streams a volume's content as tar → zstd → age → `file` in one pass (no helper image,
+    /// no temporary copy), its SHA-256 computed on the way; the file appears only when whole.
+    /// Options: the key and compression of `archive::pack` (`passphrase`, `recipients`,
+    /// `recipients_file`, `encrypt`, `compression`, `level`, `workers`), `image` for the helper
+    /// container. Returns what `archive::pack` returns, ready for `manifest::write`.
+    #[rhai_fn(return_raw)]
+    pub fn volume_backup(
+        ctx: NativeCallContext,
+        volume: &str,
+        file: &str,
+        options: Map,
+    ) -> Result<Map, Box<EvalAltResult>> {
+        super::volume_backup(&ctx, volume, file, &options)
+    }
+
+    /// Loads a file `volume_backup` wrote into an existing volume: decrypt, decompress and
+    /// stream the tar in, owners, modes and mtimes kept. Options: `passphrase` or `identity`,
+    /// `sha256` and `size` to check (from the manifest), `image`. Returns the tar's bytes.
+    /// Verify the file first (`archive::verify`): a corruption found mid-stream stops the load
+    /// but what came before it is already in the volume.
+    #[rhai_fn(return_raw)]
+    pub fn volume_restore(
+        ctx: NativeCallContext,
+        volume: &str,
+        file: &str,
+        options: Map,
+    ) -> Result<INT, Box<EvalAltResult>> {
+        super::volume_restore(&ctx, volume, file, &options)
+    }
+
+    /// Runs a process in a container and seals its stdout (a `pg_dump`) → zstd → age →
+    /// `file` in one pass; the file is committed only when the process exits 0, else the
+    /// error carries its exit code and stderr. Options: those of `exec` (`env`, `user`,
+    /// `workdir`, `files`, `stdin`) and the key and compression of `archive::pack`. Returns
+    /// what `archive::pack` returns plus `code` and `stderr`.
+    #[rhai_fn(return_raw)]
+    pub fn exec_backup(
+        ctx: NativeCallContext,
+        container: &str,
+        argv: Array,
+        file: &str,
+        options: Map,
+    ) -> Result<Map, Box<EvalAltResult>> {
+        super::exec_backup(&ctx, container, &argv, file, &options)
+    }
+
+    /// Feeds a sealed file, decrypted and decompressed, to a process's stdin (a dump into
+    /// `psql`). Options: those of `exec` and `passphrase`/`identity`, `sha256`, `size`. A file
+    /// that fails to decrypt or match its checksum fails the exec whatever its exit code.
+    /// Returns `#{code, stdout, stderr}`.
+    #[rhai_fn(return_raw)]
+    pub fn exec_restore(
+        ctx: NativeCallContext,
+        container: &str,
+        argv: Array,
+        file: &str,
+        options: Map,
+    ) -> Result<Map, Box<EvalAltResult>> {
+        super::exec_restore(&ctx, container, &argv, file, &options)
+    }
+
+    /// A digest of a volume's content (`#{sha256, entries, bytes}`): every entry's path, kind,
+    /// mode, owner, mtime, link target and content hash. Equal digests mean identical trees;
+    /// a disaster-recovery drill compares them before and after.
+    #[rhai_fn(name = "volume_digest", return_raw)]
+    pub fn volume_digest(ctx: NativeCallContext, volume: &str) -> Result<Map, Box<EvalAltResult>> {
+        super::volume_digest(&ctx, volume, &Map::new())
+    }
+
+    /// `volume_digest` with options: `image` for the helper container.
+    #[rhai_fn(name = "volume_digest", return_raw)]
+    pub fn volume_digest_with(
+        ctx: NativeCallContext,
+        volume: &str,
+        options: Map,
+    ) -> Result<Map, Box<EvalAltResult>> {
+        super::volume_digest(&ctx, volume, &options)
     }
 
     /// Every network as `#{name, id, driver, scope, internal, labels, stack}`.

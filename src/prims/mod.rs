@@ -119,6 +119,7 @@ pub fn plain_or_secret(value: &Dynamic, what: &str) -> PrimResult<String> {
 /// Registers every primitive family into the engine.
 pub fn register(engine: &mut Engine) {
     secret::register(engine);
+    engine.register_global_module(rhai::exported_module!(secret::api).into());
     engine.register_global_module(rhai::exported_module!(flow::api).into());
     engine.register_global_module(rhai::exported_module!(text::api).into());
     engine.register_static_module("log", rhai::exported_module!(log::api).into());

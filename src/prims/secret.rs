@@ -1,6 +1,7 @@
 //! The `Secret` type as scripts see it: it prints as `***`, compares in constant time, and
 //! can be handed to primitives that deliver it safely.
 
+use rhai::plugin::*;
 use rhai::{Engine, INT};
 
 use crate::secrets::{Secret, MASK};
@@ -17,4 +18,16 @@ pub fn register(engine: &mut Engine) {
         .register_fn("is_empty", |s: &mut Secret| s.is_empty())
         .register_fn("==", |a: &mut Secret, b: Secret| a.matches(&b))
         .register_fn("!=", |a: &mut Secret, b: Secret| !a.matches(&b));
+}
+
+#[export_module]
+pub mod api {
+    use crate::secrets::Secret;
+
+    /// Wraps text as a Secret: from then on it is masked in every output, and a value equal
+    /// to it is masked wherever it appears (a password read from a container's environment
+    /// or a file inside it).
+    pub fn secret(text: &str) -> Secret {
+        Secret::new(text)
+    }
 }
