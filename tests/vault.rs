@@ -929,7 +929,7 @@ fn write_material(ws: &Workspace) {
     }
 }
 
-const PASSPHRASE: (&str, &str) = ("BACKUP_PASSPHRASE", "correct-horse-battery-staple-42");
+const PASSPHRASE: &str = "correct-horse-battery-staple-42";
 
 fn vault_backup(ws: &Workspace) -> Outcome {
     ws.run_env(
@@ -939,12 +939,10 @@ fn vault_backup(ws: &Workspace) -> Outcome {
             "-p",
             "dir=operator",
             "-p",
-            "passphrase=env:BACKUP_PASSPHRASE",
-            "-p",
             "work_factor=10",
             "--json",
         ],
-        &[PASSPHRASE],
+        &[("RUNBOOK_BACKUP_PASSPHRASE", PASSPHRASE)],
     )
 }
 
@@ -954,13 +952,11 @@ fn vault_restore(ws: &Workspace, passphrase: &str, extra: &[&str]) -> Outcome {
         "vault-restore",
         "-p",
         "dir=operator",
-        "-p",
-        "passphrase=env:BACKUP_PASSPHRASE",
         "--yes",
         "--json",
     ];
     args.extend_from_slice(extra);
-    ws.run_env(&args, &[(PASSPHRASE.0, passphrase)])
+    ws.run_env(&args, &[("RUNBOOK_BACKUP_PASSPHRASE", passphrase)])
 }
 
 #[test]
@@ -1001,7 +997,7 @@ fn vault_backup_and_restore_round_trip_with_private_modes() {
     .unwrap();
     let drifted = tree(&ws.join("operator"));
 
-    let out = vault_restore(&ws, PASSPHRASE.1, &[]);
+    let out = vault_restore(&ws, PASSPHRASE, &[]);
     out.expect_code(0);
     assert_canary_hidden(&ws, &out);
     assert_eq!(
@@ -1051,7 +1047,7 @@ fn vault_restore_refuses_a_corrupted_set_or_a_wrong_passphrase_and_touches_nothi
     untouched(&ws);
 
     // A dry run checks the set for real and plans the rest.
-    let out = vault_restore(&ws, PASSPHRASE.1, &["--dry-run"]);
+    let out = vault_restore(&ws, PASSPHRASE, &["--dry-run"]);
     out.expect_code(0);
     assert!(actions(&out).contains(&"fs::move".to_string()));
     untouched(&ws);
@@ -1067,7 +1063,7 @@ fn vault_restore_refuses_a_corrupted_set_or_a_wrong_passphrase_and_touches_nothi
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
     std::fs::write(&artifact, bytes).unwrap();
-    let out = vault_restore(&ws, PASSPHRASE.1, &[]);
+    let out = vault_restore(&ws, PASSPHRASE, &[]);
     out.expect_code(1);
     assert!(
         out.stderr
