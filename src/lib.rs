@@ -17,7 +17,9 @@ pub mod repl;
 pub mod retention;
 pub mod run;
 pub mod sandbox;
+pub mod secret_store;
 pub mod secrets;
 pub mod value;
+pub mod vault;
 
 pub use error::{Error, ExitCode};

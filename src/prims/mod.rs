@@ -6,6 +6,7 @@ pub mod backup;
 pub mod certs;
 pub mod crypto;
 pub mod docker;
+pub mod dotenv;
 pub mod env;
 pub mod findings;
 pub mod flow;
@@ -16,8 +17,10 @@ pub mod log;
 pub mod manifest;
 pub mod migrations;
 pub mod secret;
+pub mod secrets;
 pub mod text;
 pub mod time;
+pub mod vault;
 
 use std::path::PathBuf;
 
@@ -133,4 +136,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("migrations", rhai::exported_module!(migrations::api).into());
     engine.register_static_module("certs", rhai::exported_module!(certs::api).into());
     engine.register_static_module("findings", rhai::exported_module!(findings::api).into());
+    vault::register(engine);
+    secrets::register(engine);
+    engine.register_static_module("dotenv", rhai::exported_module!(dotenv::api).into());
 }

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod docker;
 pub mod stack;
+pub mod openbao;
 pub mod terminal;
 
 use std::io::Write;
