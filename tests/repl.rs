@@ -174,7 +174,10 @@ fn at_a_terminal_completion_multiline_ctrl_c_and_history_work() {
     let screen = term.wait_for("interrupted");
     term.entry_at_prompt("runbook> ", 5, "`still here ${total}`");
     term.wait_for("still here 6");
-    assert!(!screen.contains("[exited"), "Ctrl-C must not end the REPL:\n{screen}");
+    assert!(
+        !screen.contains("[exited"),
+        "Ctrl-C must not end the REPL:\n{screen}"
+    );
 
     term.press("C-d");
     term.wait_for("[exited 0]");

@@ -4,8 +4,8 @@
 
 pub mod archive;
 pub mod docker;
-pub mod stack;
 pub mod openbao;
+pub mod stack;
 pub mod terminal;
 
 use std::io::Write;
