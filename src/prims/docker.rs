@@ -593,6 +593,96 @@ fn volume_backup(
     Ok(super::archive::sealed_map(&sealed, Some(volume)))
 }
 
+/// Several volumes through `volume_backup`'s pipeline at once, at most `parallel` at a time,
+/// each on its own thread; results in the order of `jobs`.
+fn volumes_backup(ctx: &NativeCallContext, jobs: &Array, options: &Map) -> PrimResult<Array> {
+    struct Job {
+        volume: String,
+        file: String,
+        target: std::path::PathBuf,
+        image: Option<String>,
+    }
+    let run = Run::of(ctx);
+    let (own, archive) = split_options(options, "seal", &["parallel"])?;
+    let parallel =
+        usize::try_from(opt_int(&own, "parallel")?.unwrap_or(2).clamp(1, 16)).unwrap_or(2);
+    let seal = super::archive::seal_options(&run, &archive, "docker::volumes_backup")?;
+    let mut parsed = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let map = job
+            .read_lock::<Map>()
+            .ok_or_else(|| error("docker::volumes_backup: each job is #{volume, file, image}"))?;
+        let volume = opt_string(&map, "volume")?
+            .ok_or_else(|| error("docker::volumes_backup: a job without `volume`"))?;
+        let file = opt_string(&map, "file")?.ok_or_else(|| {
+            error(format!(
+                "docker::volumes_backup: volume `{volume}` has no `file`"
+            ))
+        })?;
+        let target = checked_path(&run, &file)?;
+        let image = opt_string(&map, "image")?;
+        parsed.push(Job {
+            volume,
+            file,
+            target,
+            image,
+        });
+    }
+    let mut acting = true;
+    for job in &parsed {
+        acting &= run.mutate(
+            "docker::volume_backup",
+            format!(
+                "write volume `{}` as tar ({}, {}) to {} (mode 0600)",
+                job.volume,
+                seal.compression.name(),
+                seal.encryption.name(),
+                job.target.display()
+            ),
+        );
+    }
+    if !acting {
+        return Ok(parsed
+            .iter()
+            .map(|job| super::archive::planned_map(&job.target, &seal).into())
+            .collect());
+    }
+    let docker = connection(&run)?;
+    let runtime = run.runtime().clone();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<PrimResult<Map>>>> =
+        parsed.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.min(parsed.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(job) = parsed.get(i) else { break };
+                let what = format!("volume `{}`", job.volume);
+                let mut options = seal.clone();
+                options.artifact = Some(job.volume.clone());
+                let outcome = create_parent(&job.target, &job.file).and_then(|()| {
+                    let tar = runtime
+                        .block_on(docker.volume_export(&job.volume, job.image.as_deref()))
+                        .map_err(|e| error(e.to_string()))?;
+                    let sealed = crate::archive::seal(tar, &job.target, &options)
+                        .map_err(|e| error(format!("{what}: {e}")))?;
+                    Ok(super::archive::sealed_map(&sealed, Some(&job.volume)))
+                });
+                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| Err(error("docker::volumes_backup: a job did not run")))
+                .map(Dynamic::from)
+        })
+        .collect()
+}
+
 /// A sealed tar → decrypt → decompress → into a volume, checking the file's checksum.
 fn volume_restore(
     ctx: &NativeCallContext,
@@ -1327,6 +1417,19 @@ pub mod api {
         options: Map,
     ) -> Result<Map, Box<EvalAltResult>> {
         super::volume_backup(&ctx, volume, file, &options)
+    }
+
+    /// Backs several volumes up like `volume_backup`, at most `parallel` (default 2) at a
+    /// time: `jobs` is `[#{volume, file, image}]`, `options` the key and compression of
+    /// `archive::pack` plus `parallel`. Returns one `volume_backup` result per job, in order;
+    /// fails naming the first volume that failed.
+    #[rhai_fn(return_raw)]
+    pub fn volumes_backup(
+        ctx: NativeCallContext,
+        jobs: Array,
+        options: Map,
+    ) -> Result<Array, Box<EvalAltResult>> {
+        super::volumes_backup(&ctx, &jobs, &options)
     }
 
     /// Loads a file `volume_backup` wrote into an existing volume: decrypt, decompress and
