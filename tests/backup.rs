@@ -187,7 +187,13 @@ fn verify_catches_a_flipped_byte_in_any_artifact_and_a_truncated_set() {
         deep.json()["result"]["databases_restored"][0],
         stack.db.as_str()
     );
-    let leftovers = docker(&["ps", "-aq", "--filter", "label=runbook.verify"]);
+    let run_id = deep.json()["run_id"].as_str().unwrap().to_string();
+    let leftovers = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=runbook.verify={run_id}"),
+    ]);
     assert!(
         leftovers.is_empty(),
         "the throwaway database is removed: {leftovers}"
