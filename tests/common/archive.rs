@@ -7,7 +7,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-
 /// SHA-256 of a file, hex (not the library's: `common` is shared by test crates that do not
 /// link it).
 pub fn file_digest(path: &Path) -> String {
