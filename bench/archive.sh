@@ -34,6 +34,8 @@ for gib in 1 4; do
         touch "bench/data/mixed-${gib}g/.complete"
     }
 done
+# Freshly generated data is still being written back; measuring during that measures the disk.
+sync
 
 age-keygen -o "$work/key.txt" 2>/dev/null
 recipient=$(age-keygen -y "$work/key.txt")
@@ -46,11 +48,29 @@ cmd_age() { echo "tar -C $1 -cf - . | zstd -3 -T0 -q | age -r $recipient >$out/s
 cmd_gpg() { echo "tar -C $1 -czf - . | gpg --batch --pinentry-mode loopback --passphrase-file $work/gpg-pass --symmetric --cipher-algo AES256 -o - >$out/shell.tar.gz.gpg && sync $out/shell.tar.gz.gpg && sha256sum $out/shell.tar.gz.gpg >/dev/null"; }
 cmd_zstd() { echo "tar -C $1 -cf - . | zstd -3 -T0 -q | cat >/dev/null"; }
 
-# One timed run: prints "seconds max-rss-KiB" (the largest single process of a pipeline).
+# The machine is shared: before each run, wait (up to 3 minutes) until the CPUs are mostly
+# idle over two seconds, and print how idle they were.
+wait_idle() {
+    local idle waited=0
+    while :; do
+        idle=$(awk '/^cpu /{i=$5+$6; t=0; for(k=2;k<=NF;k++) t+=$k; print i, t}' /proc/stat)
+        sleep 2
+        idle=$(awk -v before="$idle" '/^cpu /{split(before, b, " "); i=$5+$6; t=0; for(k=2;k<=NF;k++) t+=$k; printf "%d", 100*(i-b[1])/(t-b[2])}' /proc/stat)
+        if ((idle >= ${IDLE:-85} || waited >= 180)); then
+            echo "$idle" >>"$work/idle"
+            return
+        fi
+        waited=$((waited + 2))
+    done
+}
+
+# One timed run: prints "seconds max-rss-KiB user sys" (RSS of the largest single process of a
+# pipeline; CPU of all of them).
 timed() {
     rm -f "$out"/*
     sync
-    /usr/bin/time -f "%e %M" -o "$work/time" bash -o pipefail -c "$1"
+    wait_idle
+    /usr/bin/time -f "%e %M %U %S" -o "$work/time" bash -o pipefail -c "$1"
     cat "$work/time"
 }
 
@@ -60,6 +80,7 @@ declare -A results
 run_set() {
     local gib=$1 names=$2 rounds=$3 data=$root/bench/data/mixed-${gib}g
     warm "$data"; warm "$data"
+    echo "load before the ${gib} GiB runs of $names: $(cut -d' ' -f1-3 /proc/loadavg)"
     for ((r = 1; r <= rounds; r++)); do
         for name in $names; do
             results[$gib,$name]+="$(timed "$(cmd_$name "$data")");"
@@ -75,23 +96,26 @@ report() {
     python3 - "$size" "${results[$gib,$name]}" "$label" "$gib" <<'PY'
 import statistics, sys
 size, runs, label, gib = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-pairs = [tuple(map(float, r.split())) for r in runs.split(";") if r.strip()]
-secs = statistics.median(p[0] for p in pairs)
-rss = max(p[1] for p in pairs) / 1024
-print(f"| {label} | {gib} GiB | {size / secs / 1e6:.0f} MB/s | {secs:.2f} s | {rss:.0f} MiB | {len(pairs)} |")
+runs = [list(map(float, r.split())) for r in runs.split(";") if r.strip()]
+secs = statistics.median(r[0] for r in runs)
+best = min(r[0] for r in runs)
+cpu = statistics.median(r[2] + r[3] for r in runs)
+rss = max(r[1] for r in runs) / 1024
+print(f"| {label} | {gib} GiB | {size / secs / 1e6:.0f} MB/s | {size / best / 1e6:.0f} MB/s "
+      f"| {secs:.2f} s | {cpu:.2f} s | {rss:.0f} MiB | {len(runs)} |")
 PY
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 run_set 1 "runbook age zstd" "$rounds"
-run_set 1 "gpg" 1
 run_set 4 "runbook age" 2
+run_set 1 "gpg" 1
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "idle CPU before each run (%): $(tr '\n' ' ' <"$work/idle")"
 echo
-echo "| pipeline | data | throughput (median) | time | peak RSS | runs |"
-echo "|---|---|---:|---:|---:|---:|"
+echo "| pipeline | data | throughput (median) | best | time (median) | CPU time (median) | peak RSS | runs |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
 report 1 runbook '`runbook` archive::pack (tar+zstd -3+age+SHA-256, fsync)'
 report 1 age '`tar | zstd -3 -T0 | age -r` + sync + `sha256sum`'
 report 1 gpg '`tar czf - | gpg --symmetric --cipher-algo AES256` + sync + `sha256sum`'

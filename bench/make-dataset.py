@@ -5,11 +5,23 @@ application logs) and 30% random bytes (uploads, already-compressed blobs), in f
 
     bench/make-dataset.py DIR GIB      # e.g. bench/make-dataset.py bench/data/mixed-1g 1
 """
+import itertools
 import os
 import random
 import sys
 
 MIB = 1 << 20
+
+
+def text(rng, size, header, make_line):
+    """Lines from `make_line(rng)` after `header`, cut to exactly `size` bytes."""
+    out = [header]
+    total = len(header)
+    while total < size:
+        line = make_line(rng)
+        out.append(line)
+        total += len(line)
+    return "".join(out).encode()[:size]
 
 
 def sql_dump(rng, size):
@@ -18,23 +30,22 @@ def sql_dump(rng, size):
     first = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
              "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter"]
     domains = ["example.com", "mail.test", "corp.example", "shop.test"]
-    out = ["-- PostgreSQL database dump\nSET statement_timeout = 0;\n"
-           "CREATE TABLE public.orders (id bigint, customer text, email text, amount numeric,"
-           " created timestamptz, status text, note text);\n"]
-    total = len(out[0])
-    row = rng.randrange(1, 10_000)
-    while total < size:
-        row += 1
+    rows = itertools.count(rng.randrange(1, 10_000) + 1)
+
+    def line(rng):
+        row = next(rows)
         name = rng.choice(first)
-        line = (f"INSERT INTO public.orders VALUES ({row}, '{name} {rng.choice(first).title()}', "
+        return (f"INSERT INTO public.orders VALUES ({row}, '{name} {rng.choice(first).title()}', "
                 f"'{name}.{rng.randrange(100000)}@{rng.choice(domains)}', "
                 f"{rng.randrange(100, 99999) / 100:.2f}, '2026-{rng.randrange(1, 13):02d}-"
                 f"{rng.randrange(1, 29):02d} {rng.randrange(24):02d}:{rng.randrange(60):02d}:"
                 f"{rng.randrange(60):02d}+00', '{rng.choice(statuses)}', "
                 f"'{rng.getrandbits(64):016x}');\n")
-        out.append(line)
-        total += len(line)
-    return "".join(out).encode()[:size]
+
+    header = ("-- PostgreSQL database dump\nSET statement_timeout = 0;\n"
+              "CREATE TABLE public.orders (id bigint, customer text, email text, amount numeric,"
+              " created timestamptz, status text, note text);\n")
+    return text(rng, size, header, line)
 
 
 def access_log(rng, size):
@@ -44,18 +55,16 @@ def access_log(rng, size):
     agents = ["Mozilla/5.0 (X11; Linux x86_64)", "curl/7.88.1", "kube-probe/1.29",
               "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1)", "python-requests/2.31"]
     codes = [200, 200, 200, 200, 201, 204, 301, 304, 400, 401, 404, 500]
-    out = []
-    total = 0
-    while total < size:
+
+    def line(rng):
         path = rng.choice(paths).format(rng.randrange(1_000_000))
-        line = (f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)} - - "
+        return (f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)} - - "
                 f"[23/Nov/2026:{rng.randrange(24):02d}:{rng.randrange(60):02d}:"
                 f"{rng.randrange(60):02d} +0000] \"GET {path} HTTP/1.1\" {rng.choice(codes)} "
                 f"{rng.randrange(100, 90000)} \"-\" \"{rng.choice(agents)}\" "
                 f"rt={rng.randrange(1, 3000) / 1000:.3f}\n")
-        out.append(line)
-        total += len(line)
-    return "".join(out).encode()[:size]
+
+    return text(rng, size, "", line)
 
 
 def write(path, data):
