@@ -1462,6 +1462,43 @@ pub mod api {
         )
     }
 
+    /// Attaches a container to a network.
+    #[rhai_fn(name = "network_connect", return_raw)]
+    pub fn network_connect(
+        ctx: NativeCallContext,
+        network: &str,
+        container: &str,
+    ) -> Result<(), Box<EvalAltResult>> {
+        super::network_connect(&ctx, network, container, &Map::new())
+    }
+
+    /// Attaches a container to a network with `#{aliases: ["db"]}`: names it answers to there.
+    #[rhai_fn(name = "network_connect", return_raw)]
+    pub fn network_connect_with(
+        ctx: NativeCallContext,
+        network: &str,
+        container: &str,
+        options: Map,
+    ) -> Result<(), Box<EvalAltResult>> {
+        super::network_connect(&ctx, network, container, &options)
+    }
+
+    /// Detaches a container from a network, also when its endpoint is stale (the network was
+    /// removed and created again while the container was stopped).
+    #[rhai_fn(return_raw)]
+    pub fn network_disconnect(
+        ctx: NativeCallContext,
+        network: &str,
+        container: &str,
+    ) -> Result<(), Box<EvalAltResult>> {
+        change(
+            &ctx,
+            "docker::network_disconnect",
+            format!("disconnect container `{container}` from network `{network}`"),
+            |d| async move { d.network_disconnect(network, container, true).await },
+        )
+    }
+
     /// A stack in one call: `#{name, containers, volumes, networks}` (rows as `containers`,
     /// `volumes` and `networks` return them).
     #[rhai_fn(return_raw)]
@@ -1548,6 +1585,34 @@ fn volume_create(ctx: &NativeCallContext, name: &str, options: &Map) -> PrimResu
         format!("create volume `{name}`"),
         |d| async move { d.volume_create(name, &volume).await.map(drop) },
     )
+}
+
+fn network_connect(
+    ctx: &NativeCallContext,
+    network: &str,
+    container: &str,
+    options: &Map,
+) -> PrimResult<()> {
+    let aliases: Vec<String> = match options.get("aliases").filter(|v| !v.is_unit()) {
+        None => Vec::new(),
+        Some(v) => v
+            .read_lock::<Array>()
+            .ok_or_else(|| error("option `aliases` must be a list of names"))?
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    };
+    let detail = if aliases.is_empty() {
+        format!("connect container `{container}` to network `{network}`")
+    } else {
+        format!(
+            "connect container `{container}` to network `{network}` as {}",
+            aliases.join(", ")
+        )
+    };
+    change(ctx, "docker::network_connect", detail, |d| async move {
+        d.network_connect(network, container, &aliases).await
+    })
 }
 
 fn network_create(ctx: &NativeCallContext, name: &str, options: &Map) -> PrimResult<()> {
