@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
-    EndpointSettings, Network, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
-    NetworkInspect,
+    EndpointSettings, Network, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkDisconnectRequest, NetworkInspect,
 };
 use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptions};
 use serde::Serialize;

@@ -888,6 +888,16 @@ pub mod api {
         to_map(&inspect)
     }
 
+    /// The processes of a running container as the host sees them: `[#{pid, uid, command}]`
+    /// (host uids: what the permissions of a bind-mounted file are checked against).
+    #[rhai_fn(return_raw)]
+    pub fn processes(ctx: NativeCallContext, name: &str) -> Result<Array, Box<EvalAltResult>> {
+        let rows = call(&ctx, "listing processes", |d| async move {
+            d.processes(name).await
+        })?;
+        to_list(&rows)
+    }
+
     /// True when a container of that name exists, in any state.
     #[rhai_fn(return_raw)]
     pub fn exists(ctx: NativeCallContext, name: &str) -> Result<bool, Box<EvalAltResult>> {

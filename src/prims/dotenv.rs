@@ -30,11 +30,13 @@ pub struct Entry {
 pub fn looks_like_credential(name: &str) -> bool {
     let upper = name.to_uppercase();
     !upper.ends_with("_FILE")
-        && upper.split(|c: char| !c.is_ascii_alphanumeric()).any(|part| {
-            part == "PASS"
-                || CREDENTIAL_WORDS.iter().any(|w| part.contains(w))
-                || CREDENTIAL_ENDINGS.iter().any(|w| part.ends_with(w))
-        })
+        && upper
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|part| {
+                part == "PASS"
+                    || CREDENTIAL_WORDS.iter().any(|w| part.contains(w))
+                    || CREDENTIAL_ENDINGS.iter().any(|w| part.ends_with(w))
+            })
 }
 
 /// The name and raw value of an assignment line, or None for blanks and comments.
@@ -277,7 +279,12 @@ mod tests {
         assert!(!looks_like_credential("DB_PASSWORD_FILE"));
         assert!(!looks_like_credential("PORT"));
         // Image defaults and ordinary settings that merely contain the letters.
-        for name in ["GPG_KEYS", "KEYCLOAK_URL", "TOKENIZER_PATH", "PASSENGER_HOME"] {
+        for name in [
+            "GPG_KEYS",
+            "KEYCLOAK_URL",
+            "TOKENIZER_PATH",
+            "PASSENGER_HOME",
+        ] {
             assert!(!looks_like_credential(name), "{name}");
         }
     }

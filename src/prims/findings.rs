@@ -145,7 +145,10 @@ fn render(ctx: &NativeCallContext, service: &str, list: &Array, format: &str) ->
                 .iter()
                 .map(|f| crate::value::to_json(&Dynamic::from(f.clone())))
                 .collect();
-            print(ctx, &serde_json::to_string_pretty(&json).unwrap_or_default())?;
+            print(
+                ctx,
+                &serde_json::to_string_pretty(&json).unwrap_or_default(),
+            )?;
             0
         }
         "nagios" => {
