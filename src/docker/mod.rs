@@ -19,6 +19,7 @@ mod volumes;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+pub use archive::ContainerFile;
 pub use byte_stream::ByteStream;
 pub use containers::{Condition, ContainerFilter, ContainerRow, Process};
 pub use error::{DockerError, Result, Target};

@@ -888,6 +888,28 @@ pub mod api {
         to_map(&inspect)
     }
 
+    /// The regular files at or under a path in a container (running or not), symlinks inside
+    /// it followed: `[#{path, mode, size, content (blob)}]`. At most 16 MiB.
+    #[rhai_fn(name = "read_files", return_raw)]
+    pub fn read_files(
+        ctx: NativeCallContext,
+        container: &str,
+        path: &str,
+    ) -> Result<Array, Box<EvalAltResult>> {
+        super::read_files(&ctx, container, path, &Map::new())
+    }
+
+    /// `read_files` with `#{max_bytes: ..}`: how much the path may hold (default 16 MiB).
+    #[rhai_fn(name = "read_files", return_raw)]
+    pub fn read_files_with(
+        ctx: NativeCallContext,
+        container: &str,
+        path: &str,
+        options: Map,
+    ) -> Result<Array, Box<EvalAltResult>> {
+        super::read_files(&ctx, container, path, &options)
+    }
+
     /// The processes of a running container as the host sees them: `[#{pid, uid, command}]`
     /// (host uids: what the permissions of a bind-mounted file are checked against).
     #[rhai_fn(return_raw)]
@@ -1595,6 +1617,34 @@ fn volume_create(ctx: &NativeCallContext, name: &str, options: &Map) -> PrimResu
         format!("create volume `{name}`"),
         |d| async move { d.volume_create(name, &volume).await.map(drop) },
     )
+}
+
+/// How much `read_files` reads unless told: certificate directories, not data volumes.
+const READ_FILES_LIMIT: i64 = 16 << 20;
+
+fn read_files(
+    ctx: &NativeCallContext,
+    container: &str,
+    path: &str,
+    options: &Map,
+) -> PrimResult<Array> {
+    let limit = opt_int(options, "max_bytes")?.unwrap_or(READ_FILES_LIMIT);
+    let limit = usize::try_from(limit)
+        .map_err(|_| error(format!("option `max_bytes` must be positive, got {limit}")))?;
+    let files = call(ctx, "reading files from a container", |d| async move {
+        d.read_files(container, path, limit).await
+    })?;
+    Ok(files
+        .into_iter()
+        .map(|f| {
+            let mut out = Map::new();
+            out.insert("path".into(), f.path.into());
+            out.insert("mode".into(), INT::from(f.mode).into());
+            out.insert("size".into(), (f.content.len() as INT).into());
+            out.insert("content".into(), Dynamic::from_blob(f.content));
+            Dynamic::from(out)
+        })
+        .collect())
 }
 
 fn network_connect(
