@@ -169,7 +169,10 @@ impl Faulty {
         assert!(!refused.status.success(), "{clash} started on a taken port");
         // Readable by others, but read by uid 1000: narrowing it to root's 0600 would lock
         // the service out, so it is not a safe fix.
-        let shared_secret = ws.write("secrets/report_key", "rk-456").display().to_string();
+        let shared_secret = ws
+            .write("secrets/report_key", "rk-456")
+            .display()
+            .to_string();
         std::fs::set_permissions(&shared_secret, std::fs::Permissions::from_mode(0o644)).unwrap();
         let sick = objects.run(
             "sick",
@@ -341,7 +344,11 @@ fn every_planted_fault_is_found_with_its_severity_and_fix_repairs_only_the_safe_
         unhealthy.message.contains("db unreachable"),
         "{unhealthy:?}"
     );
-    assert_eq!(found.len(), 10, "nothing but the planted faults: {found:#?}");
+    assert_eq!(
+        found.len(),
+        10,
+        "nothing but the planted faults: {found:#?}"
+    );
     let shared = found.iter().find(|x| x.object == f.shared_secret).unwrap();
     assert!(shared.message.contains("mode 0644"), "{shared:?}");
 

@@ -118,7 +118,11 @@ impl Docker {
         let target = Target::Container(container.into());
         let path = path.trim_end_matches('/');
         let options = DownloadFromContainerOptions {
-            path: if path.is_empty() { "/".into() } else { path.into() },
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.into()
+            },
         };
         let mut stream = self.api.download_from_container(container, Some(options));
         let mut tar = Vec::new();
@@ -270,7 +274,10 @@ mod tests {
             header.set_size(0);
             builder.append_link(&mut header, name, to).unwrap();
         };
-        link("letsencrypt/live/shop/cert.pem", "../../archive/shop/cert1.pem");
+        link(
+            "letsencrypt/live/shop/cert.pem",
+            "../../archive/shop/cert1.pem",
+        );
         link("letsencrypt/live/shop/elsewhere.pem", "/etc/outside.pem");
         drop(link);
         let tar = builder.into_inner().unwrap();

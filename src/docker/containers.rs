@@ -515,7 +515,9 @@ mod tests {
     #[test]
     fn processes_are_read_by_column_title() {
         let titles = ["PID", "UID", "COMMAND"].map(String::from);
-        let rows = vec![["368", "999", "postgres: checkpointer"].map(String::from).to_vec()];
+        let rows = vec![["368", "999", "postgres: checkpointer"]
+            .map(String::from)
+            .to_vec()];
         let processes = parse_top(&titles, &rows).unwrap();
         assert_eq!(
             processes,
