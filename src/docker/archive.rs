@@ -279,7 +279,6 @@ mod tests {
             "../../archive/shop/cert1.pem",
         );
         link("letsencrypt/live/shop/elsewhere.pem", "/etc/outside.pem");
-        drop(link);
         let tar = builder.into_inner().unwrap();
         let found = files_in(&tar, "/etc").unwrap();
         let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
