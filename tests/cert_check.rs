@@ -13,29 +13,6 @@ use common::openbao::OpenBao;
 use common::{Outcome, Workspace};
 use serde_json::{json, Value};
 
-/// Whether the openssl CLI is there (skips, or fails in CI, when it is not).
-fn openssl_available() -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    common::require("openssl", ok, "openssl CLI not found")
-}
-
-fn openssl(args: &[&str], dir: &std::path::Path) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A self-signed certificate for `cn` at `rel` that expires `days` days from now (negative:
 /// expired), an hour more so the whole days left are exactly `days`. `openssl ca` takes dates
 /// where `req -days` takes only positive counts.
@@ -56,7 +33,8 @@ fn make_cert(ws: &Workspace, rel: &str, cn: &str, days: i64) {
     let start = stamp(now - chrono::Duration::days(10));
     let end = stamp(now + chrono::Duration::days(days) + chrono::Duration::hours(1));
     let subject = format!("/CN={cn}");
-    openssl(
+    common::tls::openssl(
+        work.path(),
         &[
             "req",
             "-new",
@@ -72,9 +50,9 @@ fn make_cert(ws: &Workspace, rel: &str, cn: &str, days: i64) {
             "-subj",
             &subject,
         ],
-        work.path(),
     );
-    openssl(
+    common::tls::openssl(
+        work.path(),
         &[
             "ca",
             "-batch",
@@ -93,7 +71,6 @@ fn make_cert(ws: &Workspace, rel: &str, cn: &str, days: i64) {
             "-enddate",
             &end,
         ],
-        work.path(),
     );
     std::fs::copy(work.path().join("cert.pem"), &path).unwrap();
 }
@@ -174,7 +151,7 @@ fn severity_of(found: &[(String, String, String)], object: &str) -> String {
 #[test]
 fn thresholds_chains_and_nagios_exit_codes() {
     let ws = Workspace::new();
-    if !openssl_available() {
+    if !common::tls::available() {
         return;
     }
     make_cert(&ws, "certs/ok.pem", "ok.example", 200);
@@ -237,7 +214,7 @@ fn thresholds_chains_and_nagios_exit_codes() {
 #[test]
 fn openssl_and_openbao_certificates_are_classed_in_all_three_formats() {
     let ws = Workspace::new();
-    if !openssl_available() {
+    if !common::tls::available() {
         return;
     }
     let Some(bao) = OpenBao::start() else { return };
@@ -374,7 +351,7 @@ fn openssl_and_openbao_certificates_are_classed_in_all_three_formats() {
 
 #[test]
 fn renew_reissues_expiring_certificates_from_openbao_into_files_and_mounts() {
-    if !openssl_available() {
+    if !common::tls::available() {
         return;
     }
     let Some((ws, objects)) = setup() else { return };

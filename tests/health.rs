@@ -7,8 +7,9 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::docker::{docker, inspect, setup, Objects, BUSYBOX, POSTGRES};
+use common::docker::{available, docker, inspect, setup, Objects, BUSYBOX};
 use common::openbao::free_port;
+use common::stack::Stack;
 use common::{Outcome, Workspace};
 
 /// A literal credential planted in a container's environment: it must never be printed.
@@ -80,9 +81,10 @@ fn wait_for(container: &str, format: &str, want: impl Fn(&str) -> bool) {
     }
 }
 
-fn private_file(ws: &Workspace, rel: &str, text: &str) -> String {
+/// A file written with `mode` (the umask would narrow a plain write).
+fn file_with_mode(ws: &Workspace, rel: &str, text: &str, mode: u32) -> String {
     let path = ws.write(rel, text);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     path.display().to_string()
 }
 
@@ -115,11 +117,7 @@ impl Faulty {
         let port = free_port();
         // The secret file was never written: Docker makes a directory in its place.
         let secret_dir = ws.join("secrets/db_password").display().to_string();
-        let leaky_secret = ws
-            .write("secrets/api_token", "tok-123")
-            .display()
-            .to_string();
-        std::fs::set_permissions(&leaky_secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let leaky_secret = file_with_mode(ws, "secrets/api_token", "tok-123", 0o644);
         let app = objects.run(
             "app",
             &[
@@ -169,11 +167,7 @@ impl Faulty {
         assert!(!refused.status.success(), "{clash} started on a taken port");
         // Readable by others, but read by uid 1000: narrowing it to root's 0600 would lock
         // the service out, so it is not a safe fix.
-        let shared_secret = ws
-            .write("secrets/report_key", "rk-456")
-            .display()
-            .to_string();
-        std::fs::set_permissions(&shared_secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let shared_secret = file_with_mode(ws, "secrets/report_key", "rk-456", 0o644);
         let sick = objects.run(
             "sick",
             &[
@@ -251,58 +245,6 @@ impl Faulty {
         ];
         format!("services={}", names.map(|n| n.as_str()).join(","))
     }
-}
-
-/// A healthy stack: Postgres reading its password from a 0600 file, a web container on
-/// loopback, volumes in use, one network.
-fn clean_stack(ws: &Workspace) -> (Objects, String) {
-    let objects = Objects::new();
-    let name = objects.name("tidy");
-    let member = format!("runbook.stack={name}");
-    let network = objects.network("net", &[&member]);
-    let pgdata = objects.volume("pgdata", &[&member]);
-    let site = objects.volume("site", &[&member]);
-    // Read by the postgres user (uid 999 in the test image) after the entrypoint drops root.
-    let secret = private_file(ws, "tidy/pg_password", "tidy-pg-password");
-    std::os::unix::fs::chown(&secret, Some(999), Some(999)).unwrap();
-    let db = objects.run(
-        "db",
-        &[
-            "--label",
-            &member,
-            "--network",
-            &network,
-            "-v",
-            &format!("{pgdata}:/var/lib/postgresql/data"),
-            "-v",
-            &format!("{secret}:/run/secrets/pg:ro"),
-            "-e",
-            "POSTGRES_PASSWORD_FILE=/run/secrets/pg",
-        ],
-        POSTGRES,
-        &[],
-    );
-    objects.run(
-        "web",
-        &[
-            "--label",
-            &member,
-            "--network",
-            &network,
-            "-v",
-            &format!("{site}:/srv"),
-            "-p",
-            "127.0.0.1::80",
-            "--health-cmd",
-            "true",
-            "--health-interval",
-            "1s",
-        ],
-        BUSYBOX,
-        &["sleep", "100000"],
-    );
-    wait_for(&db, "{{.State.Health.Status}}", |s| s == "healthy");
-    (objects, name)
 }
 
 #[test]
@@ -537,10 +479,20 @@ fn every_planted_fault_is_found_with_its_severity_and_fix_repairs_only_the_safe_
 
 #[test]
 fn nothing_is_flagged_on_a_clean_stack() {
-    let Some((ws, _guard)) = setup() else { return };
-    let (_objects, stack) = clean_stack(&ws);
+    if !available() {
+        return;
+    }
+    let ws = Workspace::new();
+    // The backup tests' stack: Postgres with data, two services with volumes, one network;
+    // its password file private to the postgres user (uid 999 in the test image), as an
+    // operator keeps it.
+    let tidy = Stack::new(&ws);
+    let secret = ws.join("db-password");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&secret, Some(999), Some(999)).unwrap();
+    let stack = tidy.name.as_str();
 
-    let out = run(&ws, "doctor", &stack, &["-p", "format=json"]);
+    let out = run(&ws, "doctor", stack, &["-p", "format=json"]);
     out.expect_code(0);
     let found = findings(&out);
     let flagged: Vec<&Finding> = found.iter().filter(|f| f.severity != "ok").collect();
@@ -567,24 +519,24 @@ fn nothing_is_flagged_on_a_clean_stack() {
         "{found:#?}"
     );
 
-    let out = run(&ws, "doctor", &stack, &["-p", "format=nagios"]);
+    let out = run(&ws, "doctor", stack, &["-p", "format=nagios"]);
     out.expect_code(0);
     assert!(out.stdout.starts_with("DOCTOR OK - "), "{}", out.stdout);
 
-    let out = run(&ws, "audit", &stack, &["-p", "format=json"]);
+    let out = run(&ws, "audit", stack, &["-p", "format=json"]);
     out.expect_code(0);
     let found = findings(&out);
     assert!(found.iter().all(|f| f.severity == "ok"), "{found:#?}");
     assert_eq!(
         found.len(),
-        6,
-        "three checks for each of two containers: {found:#?}"
+        9,
+        "three checks for each of three containers: {found:#?}"
     );
-    let out = run(&ws, "audit", &stack, &["-p", "format=nagios"]);
+    let out = run(&ws, "audit", stack, &["-p", "format=nagios"]);
     out.expect_code(0);
     assert!(
         out.stdout
-            .starts_with("AUDIT OK - 6 checks passed | ok=6 warning=0 critical=0"),
+            .starts_with("AUDIT OK - 9 checks passed | ok=9 warning=0 critical=0"),
         "{}",
         out.stdout
     );

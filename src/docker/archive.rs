@@ -82,30 +82,16 @@ impl Docker {
         path: &str,
         limit: usize,
     ) -> Result<Vec<u8>> {
-        let target = Target::Container(container.into());
-        let options = DownloadFromContainerOptions { path: path.into() };
-        let mut stream = self.api.download_from_container(container, Some(options));
-        let mut tar = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            tar.extend_from_slice(&chunk.map_err(|e| self.error(target.clone(), e))?);
-            if tar.len() > limit + 64 * 1024 {
-                return Err(DockerError::Invalid {
-                    target,
-                    message: format!("{path} is larger than {limit} bytes"),
-                });
-            }
-        }
+        let tar = self.download(container, path, limit + 64 * 1024).await?;
         first_file(&tar).map_err(|source| {
             DockerError::io(
-                target,
+                Target::Container(container.into()),
                 format!("cannot read {path} from the engine's archive"),
                 source,
             )
         })
     }
-}
 
-impl Docker {
     /// Every regular file at or under `path` in the container, symlinks that point inside it
     /// followed (certbot's `live/` links into `archive/`). Fails when the archive is larger
     /// than `limit` bytes.
@@ -115,15 +101,25 @@ impl Docker {
         path: &str,
         limit: usize,
     ) -> Result<Vec<ContainerFile>> {
-        let target = Target::Container(container.into());
         let path = path.trim_end_matches('/');
-        let options = DownloadFromContainerOptions {
-            path: if path.is_empty() {
-                "/".into()
-            } else {
-                path.into()
-            },
-        };
+        let tar = self
+            .download(container, if path.is_empty() { "/" } else { path }, limit)
+            .await?;
+        // Entries are named from the last component of `path`; put its parent in front.
+        let parent = path.rsplit_once('/').map_or("", |(parent, _)| parent);
+        files_in(&tar, parent).map_err(|source| {
+            DockerError::io(
+                Target::Container(container.into()),
+                format!("cannot read {path} from the engine's archive"),
+                source,
+            )
+        })
+    }
+
+    /// The engine's tar of a path in the container, refused past `limit` bytes.
+    async fn download(&self, container: &str, path: &str, limit: usize) -> Result<Vec<u8>> {
+        let target = Target::Container(container.into());
+        let options = DownloadFromContainerOptions { path: path.into() };
         let mut stream = self.api.download_from_container(container, Some(options));
         let mut tar = Vec::new();
         while let Some(chunk) = stream.next().await {
@@ -135,15 +131,7 @@ impl Docker {
                 });
             }
         }
-        // Entries are named from the last component of `path`; put its parent in front.
-        let parent = path.rsplit_once('/').map_or("", |(parent, _)| parent);
-        files_in(&tar, parent).map_err(|source| {
-            DockerError::io(
-                target,
-                format!("cannot read {path} from the engine's archive"),
-                source,
-            )
-        })
+        Ok(tar)
     }
 }
 
