@@ -223,24 +223,16 @@ fn openssl_and_openbao_certificates_are_classed_in_all_three_formats() {
     make_cert(&ws, "certs/three.pem", "three.example", 3);
     make_cert(&ws, "certs/expired.pem", "expired.example", -1);
     pki(&bao);
-    // Lifetimes an hour over whole days, like make_cert's: 60, 20 and 3 days left.
-    issue(
-        &bao,
-        json!({"common_name": "ok.example.test", "ttl": "1441h"}),
-    );
-    // Replaced by a longer one: only the certificate that expires last counts.
-    issue(
-        &bao,
-        json!({"common_name": "warn.example.test", "ttl": "72h"}),
-    );
-    issue(
-        &bao,
-        json!({"common_name": "warn.example.test", "ttl": "481h"}),
-    );
-    issue(
-        &bao,
-        json!({"common_name": "crit.example.test", "ttl": "73h"}),
-    );
+    // Lifetimes an hour over whole days, like make_cert's: 60, 20 and 3 days left; the 3-day
+    // warn.example.test is replaced by a longer one: only the one that expires last counts.
+    for (cn, ttl) in [
+        ("ok.example.test", "1441h"),
+        ("warn.example.test", "72h"),
+        ("warn.example.test", "481h"),
+        ("crit.example.test", "73h"),
+    ] {
+        issue(&bao, json!({"common_name": cn, "ttl": ttl}));
+    }
     let revoked = issue(
         &bao,
         json!({"common_name": "gone.example.test", "ttl": "24h"}),
