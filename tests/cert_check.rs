@@ -118,10 +118,15 @@ fn issue(bao: &OpenBao, body: Value) -> Issued {
     }
 }
 
+/// `runbook run cert-check` with `NAME=VALUE` parameters and `--flags`, against `bao`.
 fn cert_check(ws: &Workspace, bao: Option<&OpenBao>, args: &[&str]) -> Outcome {
     let mut argv = vec!["run", "cert-check"];
     for a in args {
-        argv.extend(["-p", a]);
+        if a.starts_with("--") {
+            argv.push(a);
+        } else {
+            argv.extend(["-p", a]);
+        }
     }
     let env: Vec<(&str, String)> = bao.map(|b| b.env()).unwrap_or_default();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -391,16 +396,10 @@ fn renew_reissues_expiring_certificates_from_openbao_into_files_and_mounts() {
     ];
 
     // A dry run plans the renewals and changes nothing.
-    let mut argv = vec!["run", "cert-check", "--dry-run", "--json"];
-    for a in &renew {
-        argv.extend(["-p", a]);
-    }
-    let out = ws.run_env(
-        &argv,
-        &bao.env()
-            .iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .collect::<Vec<_>>(),
+    let out = cert_check(
+        &ws,
+        Some(&bao),
+        &[&renew[..], &["--dry-run", "--json"]].concat(),
     );
     out.expect_code(0);
     let actions: Vec<String> = out.json()["actions"]
@@ -425,7 +424,18 @@ fn renew_reissues_expiring_certificates_from_openbao_into_files_and_mounts() {
         before
     );
 
-    let out = cert_check(&ws, Some(&bao), &[&renew[..], &["format=json"]].concat());
+    // Replacing files asks first: without a terminal and without --yes, nothing is replaced.
+    cert_check(&ws, Some(&bao), &renew).expect_code(3);
+    assert_eq!(
+        (ws.read("tls/shop.crt"), ws.read("mounted/fullchain.pem")),
+        before
+    );
+
+    let out = cert_check(
+        &ws,
+        Some(&bao),
+        &[&renew[..], &["format=json", "--yes"]].concat(),
+    );
     out.expect_code(0);
     let found = findings(&out);
     assert_eq!(
