@@ -128,7 +128,7 @@ impl Faulty {
                     "--cap-add",
                     "SYS_ADMIN",
                     "-p",
-                    &format!("{port}:80"),
+                    &format!("0.0.0.0:{port}:80"),
                     "-e",
                     &format!("DB_PASSWORD={LITERAL}"),
                     "-e",
