@@ -47,6 +47,12 @@ impl AtomicFile {
         &self.target
     }
 
+    /// Gives the file an owner before it appears (the owner of the file it replaces).
+    pub fn set_owner(&self, uid: u32, gid: u32) -> io::Result<()> {
+        let file = self.file.as_ref().expect("file present until commit");
+        std::os::unix::fs::fchown(file, Some(uid), Some(gid))
+    }
+
     /// Flushes to disk and renames over the target, then syncs the directory entry.
     pub fn commit(mut self) -> io::Result<()> {
         let file = self.file.take().expect("file present until commit");

@@ -1276,18 +1276,7 @@ fn engine_endpoint(certs: Option<&std::path::Path>) -> u16 {
 /// `DOCKER_CERT_PATH` expects: ca.pem, cert.pem, key.pem).
 fn make_certs(dir: &std::path::Path, ca_name: &str) {
     std::fs::create_dir_all(dir).unwrap();
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let openssl = |args: &[&str]| common::tls::openssl(dir, args);
     let ec = [
         "-newkey",
         "ec",

@@ -75,8 +75,11 @@ pub fn execute(args: RunArgs) -> Result<()> {
     if args.json {
         super::print_json(&serde_json::to_value(&report).unwrap_or_default());
     } else if report.exit_status.is_none() {
-        // A playbook that chose its exit status speaks for itself (monitoring plugin output).
         print_human(&report);
+    } else if report.dry_run {
+        // A playbook that chose its exit status (a findings report, monitoring plugin output)
+        // speaks for itself; what a dry run would change is still said.
+        print_plan(&report);
     }
     let message = || report.error.clone().unwrap_or_default();
     match report.outcome {
@@ -92,6 +95,22 @@ pub fn execute(args: RunArgs) -> Result<()> {
             report.run_id,
             report.run_id
         ))),
+    }
+}
+
+fn print_plan(report: &RunReport) {
+    if report.actions.is_empty() {
+        println!("plan: no changes");
+        return;
+    }
+    println!("plan ({} changes):", report.actions.len());
+    for (i, action) in report.actions.iter().enumerate() {
+        let step = if action.step.is_empty() {
+            String::new()
+        } else {
+            format!("[{}] ", action.step)
+        };
+        println!("  {:>3}. {step}{}: {}", i + 1, action.action, action.detail);
     }
 }
 
@@ -133,19 +152,7 @@ fn print_human(report: &RunReport) {
         }
     }
     if report.dry_run {
-        if report.actions.is_empty() {
-            println!("plan: no changes");
-        } else {
-            println!("plan ({} changes):", report.actions.len());
-            for (i, action) in report.actions.iter().enumerate() {
-                let step = if action.step.is_empty() {
-                    String::new()
-                } else {
-                    format!("[{}] ", action.step)
-                };
-                println!("  {:>3}. {step}{}: {}", i + 1, action.action, action.detail);
-            }
-        }
+        print_plan(report);
     }
     if !report.result.is_null() {
         println!(

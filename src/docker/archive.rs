@@ -1,6 +1,7 @@
 //! Single files in and out of a container through the engine's archive API: reading
-//! `/etc/passwd` to resolve a user, placing a 0600 credentials file, setting a directory's
-//! owner and mode. Works on stopped and never-started containers too.
+//! `/etc/passwd` to resolve a user, reading the certificates under a mount, placing a 0600
+//! credentials file, setting a directory's owner and mode. Works on stopped and never-started
+//! containers too.
 
 use bollard::query_parameters::{DownloadFromContainerOptions, UploadToContainerOptions};
 use futures_util::StreamExt;
@@ -44,6 +45,15 @@ impl Entry {
     }
 }
 
+/// One regular file read out of a container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerFile {
+    /// Absolute path in the container (a symlink's own path, its target's content).
+    pub path: String,
+    pub mode: u32,
+    pub content: Vec<u8>,
+}
+
 impl Docker {
     /// Places an entry in the container (replacing a file already there).
     pub(crate) async fn put_entry(&self, container: &str, entry: &Entry) -> Result<()> {
@@ -72,27 +82,124 @@ impl Docker {
         path: &str,
         limit: usize,
     ) -> Result<Vec<u8>> {
+        let tar = self.download(container, path, limit + 64 * 1024).await?;
+        first_file(&tar).map_err(|source| {
+            DockerError::io(
+                Target::Container(container.into()),
+                format!("cannot read {path} from the engine's archive"),
+                source,
+            )
+        })
+    }
+
+    /// Every regular file at or under `path` in the container, symlinks that point inside it
+    /// followed (certbot's `live/` links into `archive/`). Fails when the archive is larger
+    /// than `limit` bytes.
+    pub async fn read_files(
+        &self,
+        container: &str,
+        path: &str,
+        limit: usize,
+    ) -> Result<Vec<ContainerFile>> {
+        let path = path.trim_end_matches('/');
+        let tar = self
+            .download(container, if path.is_empty() { "/" } else { path }, limit)
+            .await?;
+        // Entries are named from the last component of `path`; put its parent in front.
+        let parent = path.rsplit_once('/').map_or("", |(parent, _)| parent);
+        files_in(&tar, parent).map_err(|source| {
+            DockerError::io(
+                Target::Container(container.into()),
+                format!("cannot read {path} from the engine's archive"),
+                source,
+            )
+        })
+    }
+
+    /// The engine's tar of a path in the container, refused past `limit` bytes.
+    async fn download(&self, container: &str, path: &str, limit: usize) -> Result<Vec<u8>> {
         let target = Target::Container(container.into());
         let options = DownloadFromContainerOptions { path: path.into() };
         let mut stream = self.api.download_from_container(container, Some(options));
         let mut tar = Vec::new();
         while let Some(chunk) = stream.next().await {
             tar.extend_from_slice(&chunk.map_err(|e| self.error(target.clone(), e))?);
-            if tar.len() > limit + 64 * 1024 {
+            if tar.len() > limit {
                 return Err(DockerError::Invalid {
                     target,
-                    message: format!("{path} is larger than {limit} bytes"),
+                    message: format!("{path} holds more than {limit} bytes"),
                 });
             }
         }
-        first_file(&tar).map_err(|source| {
-            DockerError::io(
-                target,
-                format!("cannot read {path} from the engine's archive"),
-                source,
-            )
-        })
+        Ok(tar)
     }
+}
+
+/// The regular files of a tar as absolute paths under `parent`, with symlinks to files of the
+/// same tar resolved.
+fn files_in(tar: &[u8], parent: &str) -> std::io::Result<Vec<ContainerFile>> {
+    use std::collections::BTreeMap;
+    use std::io::Read;
+    let mut files: BTreeMap<String, (u32, Vec<u8>)> = BTreeMap::new();
+    let mut links: Vec<(String, String)> = Vec::new();
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = format!(
+            "{parent}/{}",
+            entry.path()?.to_string_lossy().trim_end_matches('/')
+        );
+        let kind = entry.header().entry_type();
+        if kind.is_file() {
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content)?;
+            files.insert(name, (entry.header().mode()?, content));
+        } else if kind.is_symlink() {
+            if let Some(to) = entry.link_name()? {
+                links.push((name, to.to_string_lossy().into_owned()));
+            }
+        }
+    }
+    let mut out: Vec<ContainerFile> = files
+        .iter()
+        .map(|(path, (mode, content))| ContainerFile {
+            path: path.clone(),
+            mode: *mode,
+            content: content.clone(),
+        })
+        .collect();
+    for (link, to) in links {
+        let dir = link.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let resolved = normalise(&if to.starts_with('/') {
+            to
+        } else {
+            format!("{dir}/{to}")
+        });
+        if let Some((mode, content)) = files.get(&resolved) {
+            out.push(ContainerFile {
+                path: link,
+                mode: *mode,
+                content: content.clone(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// `/a/b/../c/./d` → `/a/c/d`.
+fn normalise(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 /// The content of the first regular file in a tar.
@@ -135,6 +242,44 @@ mod tests {
         assert_eq!(header.mode().unwrap(), 0o600);
         assert_eq!((header.uid().unwrap(), header.gid().unwrap()), (999, 998));
         assert_eq!(first_file(&tar).unwrap(), b"s3cret");
+    }
+
+    #[test]
+    fn files_under_a_path_come_with_symlinks_into_the_same_tree() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut file = |name: &str, data: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            builder.append_data(&mut header, name, data).unwrap();
+        };
+        file("letsencrypt/archive/shop/cert1.pem", b"CERT");
+        file("letsencrypt/archive/shop/privkey1.pem", b"KEY");
+        let mut link = |name: &str, to: &str| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            builder.append_link(&mut header, name, to).unwrap();
+        };
+        link(
+            "letsencrypt/live/shop/cert.pem",
+            "../../archive/shop/cert1.pem",
+        );
+        link("letsencrypt/live/shop/elsewhere.pem", "/etc/outside.pem");
+        let tar = builder.into_inner().unwrap();
+        let found = files_in(&tar, "/etc").unwrap();
+        let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/etc/letsencrypt/archive/shop/cert1.pem",
+                "/etc/letsencrypt/archive/shop/privkey1.pem",
+                "/etc/letsencrypt/live/shop/cert.pem",
+            ]
+        );
+        assert_eq!(found[2].content, b"CERT");
+        assert_eq!(normalise("/a/b/../c/./d"), "/a/c/d");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use bollard::models::{ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::{
     KillContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
     RenameContainerOptions, RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+    TopOptions,
 };
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -93,6 +94,39 @@ impl Labelled for ContainerRow {
     fn labels(&self) -> &BTreeMap<String, String> {
         &self.labels
     }
+}
+
+/// One process of a container, as `ps` on the host shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Process {
+    pub pid: i64,
+    pub uid: i64,
+    pub command: String,
+}
+
+/// The processes of `ps -o pid,uid,args` as the engine's top returns them.
+fn parse_top(titles: &[String], rows: &[Vec<String>]) -> std::result::Result<Vec<Process>, String> {
+    let column = |name: &str| {
+        titles
+            .iter()
+            .position(|t| t == name)
+            .ok_or_else(|| format!("the process list has no {name} column ({titles:?})"))
+    };
+    let (pid, uid, command) = (column("PID")?, column("UID")?, column("COMMAND")?);
+    rows.iter()
+        .map(|row| {
+            let number = |i: usize| {
+                row.get(i)
+                    .and_then(|v| v.trim().parse().ok())
+                    .ok_or_else(|| format!("unreadable process entry {row:?}"))
+            };
+            Ok(Process {
+                pid: number(pid)?,
+                uid: number(uid)?,
+                command: row.get(command).cloned().unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// A state to wait for.
@@ -359,6 +393,27 @@ impl Docker {
         Ok(out)
     }
 
+    /// The processes of a running container as the host sees them (host pids and uids: what
+    /// file permissions on the host are checked against).
+    pub async fn processes(&self, name: &str) -> Result<Vec<Process>> {
+        let options = TopOptions {
+            ps_args: "-o pid,uid,args".into(),
+        };
+        let top = self
+            .api
+            .top_processes(name, Some(options))
+            .await
+            .map_err(|e| self.error(Target::Container(name.into()), e))?;
+        parse_top(
+            &top.titles.unwrap_or_default(),
+            &top.processes.unwrap_or_default(),
+        )
+        .map_err(|message| DockerError::Invalid {
+            target: Target::Container(name.into()),
+            message,
+        })
+    }
+
     /// Waits until the container is running, healthy or exited. Fails at once when it can
     /// no longer get there (exited without a restart policy, unhealthy, no healthcheck), and
     /// after `timeout` otherwise; the error names the container, its state and its last
@@ -455,6 +510,26 @@ mod tests {
         c = inspect(json!({"State": {"Status": "running", "Running": true,
                                      "Health": {"Status": "healthy"}}}));
         assert_eq!(judge(&c, Condition::Healthy), Verdict::Reached);
+    }
+
+    #[test]
+    fn processes_are_read_by_column_title() {
+        let titles = ["PID", "UID", "COMMAND"].map(String::from);
+        let rows = vec![["368", "999", "postgres: checkpointer"]
+            .map(String::from)
+            .to_vec()];
+        let processes = parse_top(&titles, &rows).unwrap();
+        assert_eq!(
+            processes,
+            [Process {
+                pid: 368,
+                uid: 999,
+                command: "postgres: checkpointer".into()
+            }]
+        );
+        assert!(parse_top(&["PID".into()], &rows).is_err());
+        let bad = vec![["x", "999", "sh"].map(String::from).to_vec()];
+        assert!(parse_top(&titles, &bad).is_err());
     }
 
     #[test]

@@ -19,8 +19,9 @@ mod volumes;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+pub use archive::ContainerFile;
 pub use byte_stream::ByteStream;
-pub use containers::{Condition, ContainerFilter, ContainerRow};
+pub use containers::{Condition, ContainerFilter, ContainerRow, Process};
 pub use error::{DockerError, Result, Target};
 pub use exec::{ExecInput, ExecOutcome, ExecRequest, ExecStatus, ExecStream, SecretFile};
 pub use images::ImageRow;

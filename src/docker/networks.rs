@@ -1,12 +1,17 @@
-//! Networks: list (all, by stack, by label), inspect, create, remove.
+//! Networks: list (all, by stack, by label), inspect, create, remove, connect and disconnect.
 
 use std::collections::{BTreeMap, HashMap};
 
-use bollard::models::{Network, NetworkCreateRequest, NetworkInspect};
+use bollard::models::{
+    EndpointSettings, Network, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkDisconnectRequest, NetworkInspect,
+};
 use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptions};
 use serde::Serialize;
 
-use super::{found, label_filters, stack_labels, stack_of, Docker, Labelled, Result, Target};
+use super::{
+    found, label_filters, stack_labels, stack_of, Docker, DockerError, Labelled, Result, Target,
+};
 
 /// The engine's own networks, which belong to no stack.
 const BUILT_IN: [&str; 3] = ["bridge", "host", "none"];
@@ -105,8 +110,15 @@ impl Docker {
         }
         for name in attached {
             if !rows.contains_key(name) && !BUILT_IN.contains(&name.as_str()) {
-                let n = self.network_inspect(name).await?;
-                rows.insert(name.clone(), NetworkRow::from(n));
+                // A stopped container keeps the name of a network removed since (doctor's
+                // `missing-network`): the stack is still listed, without it.
+                match self.network_inspect(name).await {
+                    Ok(n) => {
+                        rows.insert(name.clone(), NetworkRow::from(n));
+                    }
+                    Err(DockerError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(rows.into_values().collect())
@@ -147,5 +159,42 @@ impl Docker {
             .remove_network(name)
             .await
             .map_err(|e| self.error(Target::Network(name.into()), e))
+    }
+
+    /// Attaches a container to a network, reachable there under `aliases` too.
+    pub async fn network_connect(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: &[String],
+    ) -> Result<()> {
+        let request = NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(EndpointSettings {
+                aliases: (!aliases.is_empty()).then(|| aliases.to_vec()),
+                ..Default::default()
+            }),
+        };
+        self.api
+            .connect_network(network, request)
+            .await
+            .map_err(|e| self.error(Target::Network(network.into()), e))
+    }
+
+    /// Detaches a container from a network (`force`: also when the endpoint is stale).
+    pub async fn network_disconnect(
+        &self,
+        network: &str,
+        container: &str,
+        force: bool,
+    ) -> Result<()> {
+        let request = NetworkDisconnectRequest {
+            container: container.to_string(),
+            force: Some(force),
+        };
+        self.api
+            .disconnect_network(network, request)
+            .await
+            .map_err(|e| self.error(Target::Network(network.into()), e))
     }
 }

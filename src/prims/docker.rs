@@ -978,6 +978,38 @@ pub mod api {
         to_map(&inspect)
     }
 
+    /// The regular files at or under a path in a container (running or not), symlinks inside
+    /// it followed: `[#{path, mode, size, content (blob)}]`. At most 16 MiB.
+    #[rhai_fn(name = "read_files", return_raw)]
+    pub fn read_files(
+        ctx: NativeCallContext,
+        container: &str,
+        path: &str,
+    ) -> Result<Array, Box<EvalAltResult>> {
+        super::read_files(&ctx, container, path, &Map::new())
+    }
+
+    /// `read_files` with `#{max_bytes: ..}`: how much the path may hold (default 16 MiB).
+    #[rhai_fn(name = "read_files", return_raw)]
+    pub fn read_files_with(
+        ctx: NativeCallContext,
+        container: &str,
+        path: &str,
+        options: Map,
+    ) -> Result<Array, Box<EvalAltResult>> {
+        super::read_files(&ctx, container, path, &options)
+    }
+
+    /// The processes of a running container as the host sees them: `[#{pid, uid, command}]`
+    /// (host uids: what the permissions of a bind-mounted file are checked against).
+    #[rhai_fn(return_raw)]
+    pub fn processes(ctx: NativeCallContext, name: &str) -> Result<Array, Box<EvalAltResult>> {
+        let rows = call(&ctx, "listing processes", |d| async move {
+            d.processes(name).await
+        })?;
+        to_list(&rows)
+    }
+
     /// True when a container of that name exists, in any state.
     #[rhai_fn(return_raw)]
     pub fn exists(ctx: NativeCallContext, name: &str) -> Result<bool, Box<EvalAltResult>> {
@@ -1565,6 +1597,43 @@ pub mod api {
         )
     }
 
+    /// Attaches a container to a network.
+    #[rhai_fn(name = "network_connect", return_raw)]
+    pub fn network_connect(
+        ctx: NativeCallContext,
+        network: &str,
+        container: &str,
+    ) -> Result<(), Box<EvalAltResult>> {
+        super::network_connect(&ctx, network, container, &Map::new())
+    }
+
+    /// Attaches a container to a network with `#{aliases: ["db"]}`: names it answers to there.
+    #[rhai_fn(name = "network_connect", return_raw)]
+    pub fn network_connect_with(
+        ctx: NativeCallContext,
+        network: &str,
+        container: &str,
+        options: Map,
+    ) -> Result<(), Box<EvalAltResult>> {
+        super::network_connect(&ctx, network, container, &options)
+    }
+
+    /// Detaches a container from a network, also when its endpoint is stale (the network was
+    /// removed and created again while the container was stopped).
+    #[rhai_fn(return_raw)]
+    pub fn network_disconnect(
+        ctx: NativeCallContext,
+        network: &str,
+        container: &str,
+    ) -> Result<(), Box<EvalAltResult>> {
+        change(
+            &ctx,
+            "docker::network_disconnect",
+            format!("disconnect container `{container}` from network `{network}`"),
+            |d| async move { d.network_disconnect(network, container, true).await },
+        )
+    }
+
     /// A stack in one call: `#{name, containers, volumes, networks}` (rows as `containers`,
     /// `volumes` and `networks` return them).
     #[rhai_fn(return_raw)]
@@ -1651,6 +1720,62 @@ fn volume_create(ctx: &NativeCallContext, name: &str, options: &Map) -> PrimResu
         format!("create volume `{name}`"),
         |d| async move { d.volume_create(name, &volume).await.map(drop) },
     )
+}
+
+/// How much `read_files` reads unless told: certificate directories, not data volumes.
+const READ_FILES_LIMIT: i64 = 16 << 20;
+
+fn read_files(
+    ctx: &NativeCallContext,
+    container: &str,
+    path: &str,
+    options: &Map,
+) -> PrimResult<Array> {
+    let limit = opt_int(options, "max_bytes")?.unwrap_or(READ_FILES_LIMIT);
+    let limit = usize::try_from(limit)
+        .map_err(|_| error(format!("option `max_bytes` must be positive, got {limit}")))?;
+    let files = call(ctx, "reading files from a container", |d| async move {
+        d.read_files(container, path, limit).await
+    })?;
+    Ok(files
+        .into_iter()
+        .map(|f| {
+            let mut out = Map::new();
+            out.insert("path".into(), f.path.into());
+            out.insert("mode".into(), INT::from(f.mode).into());
+            out.insert("size".into(), (f.content.len() as INT).into());
+            out.insert("content".into(), Dynamic::from_blob(f.content));
+            Dynamic::from(out)
+        })
+        .collect())
+}
+
+fn network_connect(
+    ctx: &NativeCallContext,
+    network: &str,
+    container: &str,
+    options: &Map,
+) -> PrimResult<()> {
+    let aliases: Vec<String> = match options.get("aliases").filter(|v| !v.is_unit()) {
+        None => Vec::new(),
+        Some(v) => v
+            .read_lock::<Array>()
+            .ok_or_else(|| error("option `aliases` must be a list of names"))?
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    };
+    let detail = if aliases.is_empty() {
+        format!("connect container `{container}` to network `{network}`")
+    } else {
+        format!(
+            "connect container `{container}` to network `{network}` as {}",
+            aliases.join(", ")
+        )
+    };
+    change(ctx, "docker::network_connect", detail, |d| async move {
+        d.network_connect(network, container, &aliases).await
+    })
 }
 
 fn network_create(ctx: &NativeCallContext, name: &str, options: &Map) -> PrimResult<()> {

@@ -12,8 +12,10 @@ use crate::atomic_file;
 use crate::run::Run;
 use crate::secrets::Secret;
 
-/// Words in a variable name that mark it as a credential (`*_FILE` names point at files).
-const CREDENTIAL_WORDS: [&str; 5] = ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY"];
+/// Words that mark a part of a variable name (between `_`s) as a credential anywhere in it.
+const CREDENTIAL_WORDS: [&str; 3] = ["PASSWORD", "PASSWD", "SECRET"];
+/// ... at its end (`APIKEY`, `GH_TOKEN`; not `GPG_KEYS`, `KEYCLOAK_URL`, `TOKENIZER`).
+const CREDENTIAL_ENDINGS: [&str; 2] = ["TOKEN", "KEY"];
 
 /// One `NAME=value` line.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,10 +26,17 @@ pub struct Entry {
     pub line: usize,
 }
 
-/// Whether a variable name looks like it holds a credential.
+/// Whether a variable name looks like it holds a credential (`*_FILE` names point at files).
 pub fn looks_like_credential(name: &str) -> bool {
     let upper = name.to_uppercase();
-    !upper.ends_with("_FILE") && CREDENTIAL_WORDS.iter().any(|w| upper.contains(w))
+    !upper.ends_with("_FILE")
+        && upper
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|part| {
+                part == "PASS"
+                    || CREDENTIAL_WORDS.iter().any(|w| part.contains(w))
+                    || CREDENTIAL_ENDINGS.iter().any(|w| part.ends_with(w))
+            })
 }
 
 /// The name and raw value of an assignment line, or None for blanks and comments.
@@ -139,8 +148,8 @@ fn describe(entry: Entry, credential: bool) -> Dynamic {
 #[export_module]
 pub mod api {
     /// The variables of a `.env` file: `[#{name, value, line, credential}]`. Names that look
-    /// like credentials (PASSWORD, PASSWD, SECRET, TOKEN, KEY; not `*_FILE`) have
-    /// `credential: true` and their value as a Secret.
+    /// like credentials (see `is_credential`) have `credential: true` and their value as a
+    /// Secret.
     #[rhai_fn(name = "read", return_raw)]
     pub fn read_guessing(ctx: NativeCallContext, path: &str) -> Result<Array, Box<EvalAltResult>> {
         let entries = super::read_entries(&ctx, path)?;
@@ -151,6 +160,12 @@ pub mod api {
                 super::describe(e, credential)
             })
             .collect())
+    }
+
+    /// True when a variable name looks like a credential: a part of it (between `_`s) holds
+    /// PASSWORD, PASSWD or SECRET, ends in TOKEN or KEY, or is PASS; never `*_FILE`.
+    pub fn is_credential(name: &str) -> bool {
+        super::looks_like_credential(name)
     }
 
     /// The variables of a `.env` file, with exactly the `names` given treated as credentials
@@ -257,8 +272,21 @@ mod tests {
     fn credentials_are_recognised_by_name() {
         assert!(looks_like_credential("DB_PASSWORD"));
         assert!(looks_like_credential("stripe_api_key"));
+        assert!(looks_like_credential("PGPASSWORD"));
+        assert!(looks_like_credential("SMTP_PASS"));
+        assert!(looks_like_credential("AWS_SECRET_ACCESS_KEY"));
+        assert!(looks_like_credential("GITHUB_TOKEN"));
         assert!(!looks_like_credential("DB_PASSWORD_FILE"));
         assert!(!looks_like_credential("PORT"));
+        // Image defaults and ordinary settings that merely contain the letters.
+        for name in [
+            "GPG_KEYS",
+            "KEYCLOAK_URL",
+            "TOKENIZER_PATH",
+            "PASSENGER_HOME",
+        ] {
+            assert!(!looks_like_credential(name), "{name}");
+        }
     }
 
     #[test]

@@ -126,37 +126,50 @@ fn nagios(service: &str, findings: &[Map]) -> (String, i32) {
     (out, code)
 }
 
+/// Prints through the engine's `print`, so the text goes where the run's output goes (stderr
+/// when stdout carries the `--json` report).
+fn print(ctx: &NativeCallContext, text: &str) -> PrimResult<()> {
+    ctx.call_native_fn::<()>("print", (text.trim_end_matches('\n').to_string(),))
+}
+
 fn render(ctx: &NativeCallContext, service: &str, list: &Array, format: &str) -> PrimResult<Map> {
     let run = Run::of(ctx);
     let findings = findings_of(list)?;
-    match format {
-        "table" => print!("{}", crate::secrets::redact(&table(&findings))),
+    let code = match format {
+        "table" => {
+            print(ctx, &table(&findings))?;
+            0
+        }
         "json" => {
             let json: Vec<serde_json::Value> = findings
                 .iter()
                 .map(|f| crate::value::to_json(&Dynamic::from(f.clone())))
                 .collect();
-            println!(
-                "{}",
-                crate::secrets::redact(&serde_json::to_string_pretty(&json).unwrap_or_default())
-            );
+            print(
+                ctx,
+                &serde_json::to_string_pretty(&json).unwrap_or_default(),
+            )?;
+            0
         }
         "nagios" => {
             let (text, code) = nagios(service, &findings);
-            print!("{}", crate::secrets::redact(&text));
-            run.set_exit_status(code);
+            print(ctx, &text)?;
+            code
         }
         other => {
             return Err(error(format!(
                 "output format must be table, json or nagios, got `{other}`"
             )))
         }
-    }
+    };
+    // The report speaks for itself: no run summary after it (a dry run's plan still follows).
+    run.set_exit_status(code);
     let (ok, warn, critical) = counts(&findings);
     let mut summary = Map::new();
     summary.insert("ok".into(), (ok as INT).into());
     summary.insert("warn".into(), (warn as INT).into());
     summary.insert("critical".into(), (critical as INT).into());
+    summary.insert("findings".into(), list.clone().into());
     Ok(summary)
 }
 
@@ -164,13 +177,18 @@ fn render(ctx: &NativeCallContext, service: &str, list: &Array, format: &str) ->
 pub mod api {
     /// Reports that a check could not run, in the Nagios format: `SERVICE UNKNOWN - message`,
     /// exit status 3.
-    pub fn unknown(ctx: NativeCallContext, service: &str, message: &str) {
-        println!(
-            "{} UNKNOWN - {}",
-            service.to_uppercase(),
-            crate::secrets::redact(message)
-        );
+    #[rhai_fn(return_raw)]
+    pub fn unknown(
+        ctx: NativeCallContext,
+        service: &str,
+        message: &str,
+    ) -> Result<(), Box<EvalAltResult>> {
+        super::print(
+            &ctx,
+            &format!("{} UNKNOWN - {message}", service.to_uppercase()),
+        )?;
         Run::of(&ctx).set_exit_status(3);
+        Ok(())
     }
 
     /// A finding: `id` (e.g. `privileged`), `severity` (ok, warn or critical), the object it is
@@ -186,8 +204,9 @@ pub mod api {
         super::new_finding(id, severity, object, message, fix)
     }
 
-    /// Prints findings on stdout as `table`, `json` or `nagios` (plugin format; the run then
-    /// exits 0 OK, 1 warning, 2 critical). Returns `#{ok, warn, critical}` counts.
+    /// Prints findings as `table`, `json` or `nagios` (plugin format; the run then exits 0 OK,
+    /// 1 warning, 2 critical). Returns `#{ok, warn, critical, findings}`; with `--json` the
+    /// text goes to stderr and the run's report carries the findings.
     #[rhai_fn(return_raw)]
     pub fn render(
         ctx: NativeCallContext,

@@ -90,6 +90,28 @@ fn confirm_typed(ctx: &NativeCallContext, question: &str, expected: &str) -> Pri
     }
 }
 
+fn confirm_typed_answered(
+    ctx: &NativeCallContext,
+    question: &str,
+    expected: &str,
+    answer: &str,
+) -> PrimResult<bool> {
+    if answer.is_empty() {
+        return confirm_typed(ctx, question, expected);
+    }
+    let run = Run::of(ctx);
+    if answer != expected {
+        return Err(run.refuse(format!(
+            "not confirmed: {question} The answer given is `{answer}`, expected `{expected}`"
+        )));
+    }
+    super::log::emit(
+        super::log::Level::Info,
+        &format!("{question} `{expected}` (given in advance)"),
+    );
+    Ok(true)
+}
+
 #[export_module]
 pub mod api {
     /// Runs `body` (a closure: `|| { ... }`) as a named step: logged, timed and journaled with
@@ -120,6 +142,24 @@ pub mod api {
         expected: &str,
     ) -> Result<bool, Box<EvalAltResult>> {
         super::confirm_typed(&ctx, question, expected)
+    }
+
+    /// `confirm_typed` answered in advance: `answer` (a script's `confirm` parameter) must equal
+    /// `expected`, else the run is refused (exit 3); an empty or missing answer (`()`) asks
+    /// on the terminal as `confirm_typed` does.
+    #[rhai_fn(name = "confirm_typed", return_raw)]
+    pub fn confirm_typed_answered(
+        ctx: NativeCallContext,
+        question: &str,
+        expected: &str,
+        answer: Dynamic,
+    ) -> Result<bool, Box<EvalAltResult>> {
+        let answer = if answer.is_unit() {
+            String::new()
+        } else {
+            answer.to_string()
+        };
+        super::confirm_typed_answered(&ctx, question, expected, &answer)
     }
 
     /// True when this is a dry run (mutating primitives only record what they would do).

@@ -860,6 +860,27 @@ pub mod api {
         Ok(out)
     }
 
+    /// Every certificate a PKI mount has stored, its CAs too: `[#{serial, certificate (PEM),
+    /// revoked}]`; `[]` when it issued none. Read `certs::parse(c.certificate)` for expiry.
+    #[rhai_fn(return_raw)]
+    pub fn pki_certificates(
+        ctx: NativeCallContext,
+        vault: Vault,
+        mount: &str,
+    ) -> Result<Array, Box<EvalAltResult>> {
+        let stored = call(&Run::of(&ctx), &vault, vault.pki_certificates(mount))?;
+        Ok(stored
+            .into_iter()
+            .map(|c| {
+                let mut out = Map::new();
+                out.insert("serial".into(), c.serial.into());
+                out.insert("certificate".into(), c.certificate.into());
+                out.insert("revoked".into(), c.revoked.into());
+                Dynamic::from(out)
+            })
+            .collect())
+    }
+
     // ---- tokens -------------------------------------------------------------------------
 
     /// What this connection's token is: `#{accessor, display_name, policies, ttl,

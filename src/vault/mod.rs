@@ -18,7 +18,7 @@ use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
 pub use approle::{Login, RoleSettings, SecretId};
 pub use error::VaultError;
-pub use pki::{IssueSettings, Issued, PkiRoleSettings, Root, RootSettings};
+pub use pki::{IssueSettings, Issued, PkiRoleSettings, Root, RootSettings, Stored};
 pub use status::Status;
 pub use sys::{EngineSettings, Mount};
 

@@ -61,6 +61,16 @@ pub struct Issued {
     pub expiration: u64,
 }
 
+/// A certificate as a PKI mount stores it (issued ones and its CAs).
+pub struct Stored {
+    pub serial: String,
+    pub certificate: String,
+    pub revoked: bool,
+}
+
+/// How many certificates are read at the same time.
+const READ_CONCURRENCY: usize = 8;
+
 fn check_mount(mount: &str) -> Result<(), VaultError> {
     check_path("PKI mount", mount_path(mount))
 }
@@ -199,5 +209,39 @@ impl Vault {
             serial: issued.serial_number,
             expiration: issued.expiration.unwrap_or_default(),
         })
+    }
+
+    /// Every certificate the mount has stored (what it issued and its CAs, revoked ones
+    /// marked), read eight at a time.
+    pub async fn pki_certificates(&self, mount: &str) -> Result<Vec<Stored>, VaultError> {
+        use futures_util::{StreamExt, TryStreamExt};
+        check_mount(mount)?;
+        let serials = match self
+            .call(
+                &format!("{}/certs", mount_path(mount)),
+                pki::cert::list(&self.client, mount_path(mount)),
+            )
+            .await
+        {
+            Err(VaultError::NotFound { .. }) => Vec::new(),
+            other => other?,
+        };
+        futures_util::stream::iter(serials)
+            .map(|serial| async move {
+                let read = self
+                    .call(
+                        &format!("{}/cert/{serial}", mount_path(mount)),
+                        pki::cert::read(&self.client, mount_path(mount), &serial),
+                    )
+                    .await?;
+                Ok(Stored {
+                    serial,
+                    certificate: read.certificate,
+                    revoked: read.revocation_time > 0,
+                })
+            })
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await
     }
 }

@@ -45,6 +45,14 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Runs the docker CLI; true when it succeeds (`docker volume inspect NAME`: it exists).
+pub fn docker_ok(args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
 /// `docker inspect` of an object, as JSON.
 pub fn inspect(kind: &str, name: &str) -> serde_json::Value {
     let text = docker(&[kind, "inspect", name]);

@@ -7,6 +7,7 @@ pub mod docker;
 pub mod openbao;
 pub mod stack;
 pub mod terminal;
+pub mod tls;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
