@@ -33,6 +33,15 @@ fn installed_by(options: &Map) -> PrimResult<String> {
         .unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "runbook".into())))
 }
 
+/// `undo` when the options say the run undoes a version, else `apply`.
+fn run_kind(options: &Map) -> PrimResult<&'static str> {
+    Ok(if opt_bool(options, "undo")?.unwrap_or(false) {
+        "undo"
+    } else {
+        "apply"
+    })
+}
+
 fn describe(m: &Migration) -> Dynamic {
     let mut map = Map::new();
     map.insert("script".into(), m.script.clone().into());
@@ -58,28 +67,39 @@ fn plan(ctx: &NativeCallContext, dir: &str, history: &str, options: &Map) -> Pri
         opt_bool(options, "out_of_order")?.unwrap_or(false),
     );
     let mut map = Map::new();
-    let applied: Array = plan
-        .applied
-        .iter()
-        .map(|a| {
-            let mut row = Map::new();
-            row.insert(
-                "version".into(),
-                a.version
-                    .as_ref()
-                    .map_or(Dynamic::UNIT, |v| v.to_string().into()),
-            );
-            row.insert("script".into(), a.script.clone().into());
-            row.insert("type".into(), a.kind.clone().into());
-            row.insert("installed_on".into(), a.installed_on.clone().into());
-            Dynamic::from(row)
-        })
-        .collect();
+    let rows = |list: &[migrations::Applied]| -> Array {
+        list.iter()
+            .map(|a| {
+                let mut row = Map::new();
+                row.insert(
+                    "version".into(),
+                    a.version
+                        .as_ref()
+                        .map_or(Dynamic::UNIT, |v| v.to_string().into()),
+                );
+                row.insert("script".into(), a.script.clone().into());
+                row.insert("type".into(), a.kind.clone().into());
+                row.insert("installed_on".into(), a.installed_on.clone().into());
+                Dynamic::from(row)
+            })
+            .collect()
+    };
     let latest = plan.applied.iter().filter_map(|a| a.version.clone()).max();
-    map.insert("applied".into(), applied.into());
+    let target = plan
+        .pending
+        .iter()
+        .filter_map(|m| m.version.clone())
+        .chain(latest.clone())
+        .max();
+    map.insert("applied".into(), rows(&plan.applied).into());
+    map.insert("failed".into(), rows(&plan.failed).into());
     map.insert(
         "latest".into(),
         latest.map_or(Dynamic::UNIT, |v| v.to_string().into()),
+    );
+    map.insert(
+        "target".into(),
+        target.map_or(Dynamic::UNIT, |v| v.to_string().into()),
     );
     map.insert(
         "pending".into(),
@@ -147,7 +167,9 @@ pub mod api {
     }
 
     /// Compares the migration files of `dir` with the history output: returns `#{applied,
-    /// latest, pending, repeatable, problems, files}`. Options: `out_of_order` (default false).
+    /// failed, latest, target, pending, repeatable, problems, files}` (`target`: the latest
+    /// version once the pending ones are applied; `failed`: attempts that were rolled back and
+    /// will be tried again). Options: `out_of_order` (default false).
     #[rhai_fn(return_raw)]
     pub fn plan(
         ctx: NativeCallContext,
@@ -172,7 +194,7 @@ pub mod api {
         Ok(postgres::apply_script(
             &super::table(&options)?,
             &m,
-            m.kind.name(),
+            "apply",
             &super::installed_by(&options)?,
         ))
     }
@@ -199,16 +221,11 @@ pub mod api {
         options: Map,
     ) -> Result<String, Box<EvalAltResult>> {
         let m = super::find(&ctx, dir, script)?;
-        let kind = if opt_bool(&options, "undo")?.unwrap_or(false) {
-            "undo"
-        } else {
-            m.kind.name()
-        };
         let ms = opt_int(&options, "ms")?.unwrap_or(0);
         Ok(postgres::record_failure(
             &super::table(&options)?,
             &m,
-            kind,
+            super::run_kind(&options)?,
             &super::installed_by(&options)?,
             ms,
         ))
@@ -244,17 +261,21 @@ pub mod api {
         ))
     }
 
-    /// Turns psql's stderr into `FILE:LINE: message`, the line counted in the migration file.
+    /// Turns psql's stderr for `apply_sql` (or `undo_sql`) into `FILE:LINE: message`, the
+    /// line counted in the migration file. Options: `table`, `undo` (bool).
     #[rhai_fn(return_raw)]
     pub fn explain_error(
         ctx: NativeCallContext,
         dir: &str,
         script: &str,
         stderr: &str,
+        options: Map,
     ) -> Result<String, Box<EvalAltResult>> {
         Ok(postgres::explain_error(
             stderr,
+            &super::table(&options)?,
             &super::find(&ctx, dir, script)?,
+            super::run_kind(&options)?,
         ))
     }
 

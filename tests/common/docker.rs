@@ -157,14 +157,21 @@ impl Objects {
 
     /// A Postgres container (password in a 0600 file, like a Docker secret) that is healthy.
     pub fn postgres(&self, what: &str, ws: &Workspace, password: &str) -> String {
+        self.postgres_with(what, ws, password, &[])
+    }
+
+    /// [`Objects::postgres`] with extra `docker run` arguments.
+    pub fn postgres_with(
+        &self,
+        what: &str,
+        ws: &Workspace,
+        password: &str,
+        args: &[&str],
+    ) -> String {
         let secret = ws.write(&format!("{what}-password"), password);
         let mount = format!("{}:/run/secrets/pg:ro", secret.display());
-        let name = self.run(
-            what,
-            &["-v", &mount, "-e", "POSTGRES_PASSWORD_FILE=/run/secrets/pg"],
-            POSTGRES,
-            &[],
-        );
+        let base = ["-v", &mount, "-e", "POSTGRES_PASSWORD_FILE=/run/secrets/pg"];
+        let name = self.run(what, &[&base[..], args].concat(), POSTGRES, &[]);
         for _ in 0..150 {
             let health = docker(&["inspect", "-f", "{{.State.Health.Status}}", &name]);
             if health == "healthy" {
