@@ -301,8 +301,11 @@ pub fn plan(migrations: &[Migration], history: &[Applied], out_of_order: bool) -
         .collect();
 
     for (version, row, failures) in &versions {
-        for failure in failures {
-            judge_failure(&mut plan, failure);
+        // A baseline covers earlier versions, failed attempts included.
+        if row.is_some() || baseline.as_ref().is_none_or(|b| version > b) {
+            for failure in failures {
+                judge_failure(&mut plan, failure);
+            }
         }
         let Some(row) = row.filter(|r| r.kind != "undo") else {
             continue;
