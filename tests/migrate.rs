@@ -341,6 +341,7 @@ fn a_failing_migration_is_rolled_back_recorded_and_stops_the_run_at_its_file_and
         strings(&status["pending"]),
         ["V2__orders.sql", "V3__order_totals.sql"]
     );
+    assert_eq!(strings(&status["failed"]), ["V2__orders.sql"]);
 
     // Rolled back means nothing to repair: the fixed file applies on the next run.
     db.file("V2__orders.sql", &broken.replace("nosuchtype", "int"));
@@ -555,6 +556,8 @@ fn baseline_on_a_database_that_already_has_its_tables() {
         db.action("baseline", &["-p", "baseline_version=2"]),
         json!("baselined at 2")
     );
+    let refused = db.failing("undo", &["--yes"]);
+    assert!(refused.contains("version 2 is the baseline"), "{refused}");
     let applied = db.action("migrate", &[]);
     assert_eq!(strings(&applied["applied"]), ["V3__order_totals.sql"]);
     assert_eq!(applied["latest"], "3");
@@ -623,6 +626,38 @@ $$;
     assert_eq!(
         db.sql("SELECT in_transaction FROM runbook_schema_history WHERE success AND version = '2'"),
         "f"
+    );
+
+    // Outside a transaction a failure cannot be rolled back: the index stays, and nothing
+    // goes on until the operator repairs the history.
+    let half = "-- runbook:no-transaction
+CREATE INDEX CONCURRENTLY customers_note ON customers (note);
+                SELECT nosuchcolumn FROM customers;
+";
+    db.file("V3__note_index.sql", half);
+    let error = db.failing("migrate", &[]);
+    assert!(
+        error.contains("V3__note_index.sql:3: ERROR: column \"nosuchcolumn\" does not exist"),
+        "{error}"
+    );
+    assert!(db.sql("SELECT to_regclass('customers_note') IS NOT NULL") == "t");
+    let refused = db.failing("validate", &[]);
+    assert!(
+        refused.contains("V3__note_index.sql failed on")
+            && refused.contains("outside a transaction and may be half applied"),
+        "{refused}"
+    );
+    assert!(db.failing("migrate", &[]).contains("may be half applied"));
+    db.file(
+        "V3__note_index.sql",
+        "-- runbook:no-transaction
+CREATE INDEX CONCURRENTLY IF NOT EXISTS customers_note ON customers (note);
+",
+    );
+    db.action("repair", &[]);
+    assert_eq!(
+        strings(&db.action("migrate", &[])["applied"]),
+        ["V3__note_index.sql"]
     );
 }
 
