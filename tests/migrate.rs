@@ -84,22 +84,7 @@ impl Db {
     }
 
     fn psql(&self, database: &str, sql: &str) -> String {
-        docker::docker(&[
-            "exec",
-            &self.server.container,
-            "psql",
-            "-X",
-            "-q",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-c",
-            sql,
-        ])
+        docker::psql(&self.server.container, database, sql)
     }
 
     fn file(&self, name: &str, sql: &str) {

@@ -42,16 +42,16 @@ fn run_kind(options: &Map) -> PrimResult<&'static str> {
     })
 }
 
+/// A version as scripts see it: its text, or () for none.
+fn version_value(version: Option<&Version>) -> Dynamic {
+    version.map_or(Dynamic::UNIT, |v| v.to_string().into())
+}
+
 fn describe(m: &Migration) -> Dynamic {
     let mut map = Map::new();
     map.insert("script".into(), m.script.clone().into());
     map.insert("type".into(), m.kind.name().into());
-    map.insert(
-        "version".into(),
-        m.version
-            .as_ref()
-            .map_or(Dynamic::UNIT, |v| v.to_string().into()),
-    );
+    map.insert("version".into(), version_value(m.version.as_ref()));
     map.insert("description".into(), m.description.clone().into());
     map.insert("checksum".into(), m.checksum.clone().into());
     map.insert("no_transaction".into(), m.no_transaction.into());
@@ -71,12 +71,7 @@ fn plan(ctx: &NativeCallContext, dir: &str, history: &str, options: &Map) -> Pri
         list.iter()
             .map(|a| {
                 let mut row = Map::new();
-                row.insert(
-                    "version".into(),
-                    a.version
-                        .as_ref()
-                        .map_or(Dynamic::UNIT, |v| v.to_string().into()),
-                );
+                row.insert("version".into(), version_value(a.version.as_ref()));
                 row.insert("script".into(), a.script.clone().into());
                 row.insert("type".into(), a.kind.clone().into());
                 row.insert("installed_on".into(), a.installed_on.clone().into());
@@ -93,14 +88,8 @@ fn plan(ctx: &NativeCallContext, dir: &str, history: &str, options: &Map) -> Pri
         .max();
     map.insert("applied".into(), rows(&plan.applied).into());
     map.insert("failed".into(), rows(&plan.failed).into());
-    map.insert(
-        "latest".into(),
-        latest.map_or(Dynamic::UNIT, |v| v.to_string().into()),
-    );
-    map.insert(
-        "target".into(),
-        target.map_or(Dynamic::UNIT, |v| v.to_string().into()),
-    );
+    map.insert("latest".into(), version_value(latest.as_ref()));
+    map.insert("target".into(), version_value(target.as_ref()));
     map.insert(
         "pending".into(),
         plan.pending.iter().map(describe).collect::<Array>().into(),

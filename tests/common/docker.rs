@@ -45,6 +45,27 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Runs SQL in a Postgres container as its superuser over the local socket (an independent
+/// witness of what runbook did); returns psql's unaligned output.
+pub fn psql(container: &str, database: &str, sql: &str) -> String {
+    docker(&[
+        "exec",
+        container,
+        "psql",
+        "-X",
+        "-q",
+        "-At",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-U",
+        "postgres",
+        "-d",
+        database,
+        "-c",
+        sql,
+    ])
+}
+
 /// `docker inspect` of an object, as JSON.
 pub fn inspect(kind: &str, name: &str) -> serde_json::Value {
     let text = docker(&[kind, "inspect", name]);
