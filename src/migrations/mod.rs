@@ -4,6 +4,8 @@
 //! `V<version>__<description>.sql` applies a version, `U<version>__<description>.sql` undoes it,
 //! `R__<description>.sql` is re-applied whenever its checksum changes, after the versioned ones.
 
+pub mod history;
+pub mod mariadb;
 pub mod postgres;
 
 use std::cmp::Ordering;
@@ -252,8 +254,8 @@ fn judge_failure(plan: &mut Plan, failure: &Applied) {
         plan.failed.push(failure.clone());
     } else {
         plan.problems.push(format!(
-            "{} failed on {} outside a transaction and may be half applied: check the database, \
-             fix the file, then run action=repair to clear the failed entry",
+            "{} failed on {} and may be half applied (it ran where a failure is not rolled back): \
+             check the database, fix the file, then run action=repair to clear the failed entry",
             failure.script, failure.installed_on
         ));
     }
@@ -533,7 +535,7 @@ mod tests {
         ];
         let p = plan(&files, &half_applied, false);
         assert!(
-            p.problems[0].contains("V2__b.sql failed on 2026-11-01 outside a transaction"),
+            p.problems[0].contains("V2__b.sql failed on 2026-11-01 and may be half applied"),
             "{:?}",
             p.problems
         );
