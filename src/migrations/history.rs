@@ -13,8 +13,6 @@ pub const SEPARATOR: char = '\u{1f}';
 /// What differs between databases. Scripts are the input of the database's own command-line
 /// client (`psql`, `mariadb`) read from stdin, stopping at the first error.
 pub trait Dialect: Sync {
-    /// The name scripts use (`engine` option).
-    fn name(&self) -> &'static str;
     /// A string as an SQL literal.
     fn literal(&self, text: &str) -> String;
     /// One line that fails with `message` when the SQL `condition` holds.

@@ -102,10 +102,6 @@ fn parse_client_error(stderr: &str) -> Option<ClientError> {
 }
 
 impl Dialect for MariaDb {
-    fn name(&self) -> &'static str {
-        "mariadb"
-    }
-
     fn literal(&self, text: &str) -> String {
         format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
     }
@@ -198,7 +194,6 @@ impl Dialect for MariaDb {
 mod tests {
     use super::*;
     use crate::migrations::{Kind, Version};
-    use std::path::PathBuf;
 
     fn m(sql: &str) -> Migration {
         Migration {
@@ -206,7 +201,6 @@ mod tests {
             version: Version::parse("2"),
             description: "o'brien \\ backslash".into(),
             script: "V2__orders.sql".into(),
-            path: PathBuf::from("x"),
             checksum: "abc".into(),
             sql: sql.into(),
             no_transaction: false,

@@ -11,7 +11,7 @@ pub mod postgres;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
@@ -87,7 +87,6 @@ pub struct Migration {
     pub description: String,
     /// The file name, as recorded in the history.
     pub script: String,
-    pub path: PathBuf,
     /// SHA-256 of the content with CRLF normalised to LF, so a checkout's line endings do not
     /// count as an edit.
     pub checksum: String,
@@ -167,7 +166,6 @@ pub fn scan(dir: &Path) -> Result<Vec<Migration>, Vec<String>> {
                                 .lines()
                                 .any(|l| l.trim() == NO_TRANSACTION_MARKER),
                             script: name,
-                            path,
                             sql: normalised,
                         });
                     }
@@ -422,7 +420,6 @@ mod tests {
             version,
             description,
             script: script.into(),
-            path: PathBuf::from(script),
             checksum: hex::encode(Sha256::digest(sql.as_bytes())),
             sql: sql.into(),
             no_transaction: false,

@@ -43,10 +43,6 @@ impl Postgres {
 }
 
 impl Dialect for Postgres {
-    fn name(&self) -> &'static str {
-        "postgres"
-    }
-
     fn literal(&self, text: &str) -> String {
         format!("'{}'", text.replace('\'', "''"))
     }
@@ -255,7 +251,6 @@ fn statement_lines(file: &[&str], end: usize, statement: &[String]) -> Option<Ve
 mod tests {
     use super::*;
     use crate::migrations::Version;
-    use std::path::PathBuf;
 
     fn m(sql: &str) -> Migration {
         Migration {
@@ -263,7 +258,6 @@ mod tests {
             version: Version::parse("3"),
             description: "add o'brien".into(),
             script: "V3__add_o'brien.sql".into(),
-            path: PathBuf::from("x"),
             checksum: "abc".into(),
             sql: sql.into(),
             no_transaction: sql.contains(super::super::NO_TRANSACTION_MARKER),
