@@ -1,7 +1,7 @@
 #!/bin/sh
 # What the official mariadb image's entrypoint does, for busybox sh: the first start creates the
 # system tables, sets the root password (root@localhost and root@'%'), creates MARIADB_DATABASE
-# and MARIADB_USER, runs /docker-entrypoint-initdb.d, then the server runs as the mysql user.
+# and MARIADB_USER, runs the *.sql of /docker-entrypoint-initdb.d, then the server runs as mysql.
 # No password ever goes on a command line: SQL reaches the server on stdin.
 set -eu
 
