@@ -4,12 +4,14 @@
 //! `V<version>__<description>.sql` applies a version, `U<version>__<description>.sql` undoes it,
 //! `R__<description>.sql` is re-applied whenever its checksum changes, after the versioned ones.
 
+pub mod history;
+pub mod mariadb;
 pub mod postgres;
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
@@ -85,7 +87,6 @@ pub struct Migration {
     pub description: String,
     /// The file name, as recorded in the history.
     pub script: String,
-    pub path: PathBuf,
     /// SHA-256 of the content with CRLF normalised to LF, so a checkout's line endings do not
     /// count as an edit.
     pub checksum: String,
@@ -165,7 +166,6 @@ pub fn scan(dir: &Path) -> Result<Vec<Migration>, Vec<String>> {
                                 .lines()
                                 .any(|l| l.trim() == NO_TRANSACTION_MARKER),
                             script: name,
-                            path,
                             sql: normalised,
                         });
                     }
@@ -225,6 +225,9 @@ pub struct Applied {
     pub checksum: String,
     pub installed_on: String,
     pub success: bool,
+    /// It ran inside a transaction: a failure left nothing behind. False for files marked
+    /// no-transaction, and on databases whose DDL commits by itself (MariaDB).
+    pub in_transaction: bool,
 }
 
 /// What a `migrate` would do, and what stops it.
@@ -236,8 +239,24 @@ pub struct Plan {
     pub pending: Vec<Migration>,
     /// Repeatable migrations new or changed since last applied.
     pub repeatable: Vec<Migration>,
+    /// Failed attempts that were rolled back: informational, the file is simply tried again.
+    pub failed: Vec<Applied>,
     /// Problems that make `validate` and `migrate` fail, one sentence each.
     pub problems: Vec<String>,
+}
+
+/// A failed attempt is either harmless (it ran in a transaction that was rolled back: the
+/// file is simply tried again) or a problem (it may be half applied).
+fn judge_failure(plan: &mut Plan, failure: &Applied) {
+    if failure.in_transaction {
+        plan.failed.push(failure.clone());
+    } else {
+        plan.problems.push(format!(
+            "{} failed on {} and may be half applied (it ran where a failure is not rolled back): \
+             check the database, fix the file, then run action=repair to clear the failed entry",
+            failure.script, failure.installed_on
+        ));
+    }
 }
 
 /// Compares the files with the history.
@@ -246,38 +265,52 @@ pub fn plan(migrations: &[Migration], history: &[Applied], out_of_order: bool) -
     let mut rows: Vec<&Applied> = history.iter().collect();
     rows.sort_by_key(|r| r.rank);
 
-    // The latest row for each version decides its state (an undo cancels an apply).
-    let mut state: Vec<(Version, &Applied)> = Vec::new();
+    // Per version: the latest successful row decides its state (an undo cancels an apply);
+    // failures after it either were rolled back or need a repair.
+    let mut versions: Vec<(Version, Option<&Applied>, Vec<&Applied>)> = Vec::new();
     for row in rows.iter().filter(|r| r.kind != "repeatable") {
         let Some(v) = &row.version else { continue };
-        match state.iter_mut().find(|(sv, _)| sv == v) {
-            Some(slot) => slot.1 = row,
-            None => state.push((v.clone(), row)),
+        let slot = match versions.iter().position(|(sv, _, _)| sv == v) {
+            Some(i) => &mut versions[i],
+            None => {
+                versions.push((v.clone(), None, Vec::new()));
+                versions.last_mut().expect("just pushed")
+            }
+        };
+        if row.success {
+            slot.1 = Some(row);
+            slot.2.clear();
+        } else {
+            slot.2.push(row);
         }
     }
-    state.sort_by(|a, b| a.0.cmp(&b.0));
-    let baseline = state
+    versions.sort_by(|a, b| a.0.cmp(&b.0));
+    let in_effect = |v: &Version| {
+        versions
+            .iter()
+            .any(|(sv, row, _)| sv == v && row.is_some_and(|r| r.kind != "undo"))
+    };
+    let baseline = versions
         .iter()
-        .filter(|(_, r)| r.kind == "baseline" && r.success)
-        .map(|(v, _)| v.clone())
+        .filter(|(_, row, _)| row.is_some_and(|r| r.kind == "baseline"))
+        .map(|(v, _, _)| v.clone())
         .max();
     let versioned: Vec<&Migration> = migrations
         .iter()
         .filter(|m| m.kind == Kind::Versioned)
         .collect();
 
-    for (version, row) in &state {
-        if !row.success {
-            plan.problems.push(format!(
-                "{} failed on {}: fix the file, then run action=repair to clear the failed entry",
-                row.script, row.installed_on
-            ));
-            continue;
+    for (version, row, failures) in &versions {
+        // A baseline covers earlier versions, failed attempts included.
+        if row.is_some() || baseline.as_ref().is_none_or(|b| version > b) {
+            for failure in failures {
+                judge_failure(&mut plan, failure);
+            }
         }
-        if row.kind == "undo" {
+        let Some(row) = row.filter(|r| r.kind != "undo") else {
             continue;
-        }
-        plan.applied.push((*row).clone());
+        };
+        plan.applied.push(row.clone());
         if row.kind == "baseline" {
             continue;
         }
@@ -297,21 +330,18 @@ pub fn plan(migrations: &[Migration], history: &[Applied], out_of_order: bool) -
             Some(_) => {}
         }
     }
-    let in_effect = |v: &Version| {
-        state
-            .iter()
-            .any(|(sv, r)| sv == v && r.success && r.kind != "undo")
-    };
+    let blocked: Vec<&Version> = versions
+        .iter()
+        .filter(|(_, _, failures)| failures.iter().any(|f| !f.in_transaction))
+        .map(|(v, _, _)| v)
+        .collect();
     let latest = plan.applied.iter().filter_map(|r| r.version.clone()).max();
     for m in versioned {
         let v = m
             .version
             .as_ref()
             .expect("versioned migrations have a version");
-        if in_effect(v) || baseline.as_ref().is_some_and(|b| v <= b) {
-            continue;
-        }
-        if state.iter().any(|(sv, r)| sv == v && !r.success) {
+        if in_effect(v) || baseline.as_ref().is_some_and(|b| v <= b) || blocked.contains(&v) {
             continue;
         }
         if let Some(latest) = latest.as_ref().filter(|l| v < *l) {
@@ -327,11 +357,18 @@ pub fn plan(migrations: &[Migration], history: &[Applied], out_of_order: bool) -
         plan.pending.push(m.clone());
     }
     for m in migrations.iter().filter(|m| m.kind == Kind::Repeatable) {
-        let last = rows
+        let mine: Vec<&&Applied> = rows
             .iter()
-            .rev()
-            .find(|r| r.kind == "repeatable" && r.description == m.description && r.success);
-        if last.is_none_or(|r| r.checksum != m.checksum) {
+            .filter(|r| r.kind == "repeatable" && r.description == m.description)
+            .collect();
+        let last_success = mine.iter().rev().find(|r| r.success);
+        for failure in mine
+            .iter()
+            .filter(|r| !r.success && last_success.is_none_or(|s| r.rank > s.rank))
+        {
+            judge_failure(&mut plan, failure);
+        }
+        if last_success.is_none_or(|r| r.checksum != m.checksum) {
             plan.repeatable.push(m.clone());
         }
     }
@@ -383,7 +420,6 @@ mod tests {
             version,
             description,
             script: script.into(),
-            path: PathBuf::from(script),
             checksum: hex::encode(Sha256::digest(sql.as_bytes())),
             sql: sql.into(),
             no_transaction: false,
@@ -400,6 +436,7 @@ mod tests {
             checksum: m.checksum.clone(),
             installed_on: "2026-11-01".into(),
             success,
+            in_transaction: !m.no_transaction,
         }
     }
 
@@ -475,20 +512,49 @@ mod tests {
         let v2 = migration("V2__b.sql", "b");
         let files = vec![v1.clone(), v2.clone()];
 
+        // The failed attempt ran in a transaction, so it was rolled back: it is tried again.
+        let failed = [
+            applied(1, &v1, "versioned", true),
+            applied(2, &v2, "versioned", false),
+        ];
+        let p = plan(&files, &failed, false);
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        assert_eq!(p.failed.len(), 1);
+        assert_eq!(p.pending[0].script, "V2__b.sql");
+        // Outside a transaction nothing was rolled back: a repair comes first, even when the
+        // file has changed since.
+        let half_applied = [
+            applied(1, &v1, "versioned", true),
+            Applied {
+                in_transaction: false,
+                ..applied(2, &v2, "versioned", false)
+            },
+        ];
+        let p = plan(&files, &half_applied, false);
+        assert!(
+            p.problems[0].contains("V2__b.sql failed on 2026-11-01 and may be half applied"),
+            "{:?}",
+            p.problems
+        );
+        assert!(p.pending.is_empty() && p.failed.is_empty());
+        // A failed undo leaves the version applied.
+        let u2 = migration("U2__b.sql", "undo b");
+        let with_undo = vec![v1.clone(), v2.clone(), u2.clone()];
         let p = plan(
-            &files,
+            &with_undo,
             &[
                 applied(1, &v1, "versioned", true),
-                applied(2, &v2, "versioned", false),
+                applied(2, &v2, "versioned", true),
+                applied(3, &u2, "undo", false),
             ],
             false,
         );
         assert!(
-            p.problems[0].contains("V2__b.sql failed"),
+            p.problems.is_empty() && p.pending.is_empty(),
             "{:?}",
             p.problems
         );
-        assert!(p.pending.is_empty());
+        assert_eq!(p.applied.len(), 2);
 
         let undone = vec![
             applied(1, &v1, "versioned", true),

@@ -10,6 +10,7 @@ use super::{header, run_id, Outcome, Workspace};
 
 pub const BUSYBOX: &str = "runbook-test/busybox:latest";
 pub const POSTGRES: &str = "runbook-test/postgres:15";
+pub const MARIADB: &str = "runbook-test/mariadb:10.11";
 
 /// A workspace and the guard of a test's Docker objects, or `None` (skip the test; in CI, fail)
 /// when there is no engine or the test images are not built.
@@ -19,8 +20,15 @@ pub fn setup() -> Option<(Workspace, Objects)> {
 
 /// True when the engine answers and the test images are built; skips (or fails in CI) otherwise.
 pub fn available() -> bool {
+    images_available(&[BUSYBOX, POSTGRES])
+}
+
+/// True when the engine answers and these test images are built; skips (or fails in CI)
+/// otherwise.
+pub fn images_available(images: &[&str]) -> bool {
     let probe = Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", BUSYBOX, POSTGRES])
+        .args(["image", "inspect", "--format", "{{.Id}}"])
+        .args(images)
         .output();
     let why = match probe {
         Ok(out) if out.status.success() => return true,
@@ -51,6 +59,27 @@ pub fn docker_ok(args: &[&str]) -> bool {
         .args(args)
         .output()
         .is_ok_and(|out| out.status.success())
+}
+
+/// Runs SQL in a Postgres container as its superuser over the local socket (an independent
+/// witness of what runbook did); returns psql's unaligned output.
+pub fn psql(container: &str, database: &str, sql: &str) -> String {
+    docker(&[
+        "exec",
+        container,
+        "psql",
+        "-X",
+        "-q",
+        "-At",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-U",
+        "postgres",
+        "-d",
+        database,
+        "-c",
+        sql,
+    ])
 }
 
 /// `docker inspect` of an object, as JSON.
@@ -165,24 +194,55 @@ impl Objects {
 
     /// A Postgres container (password in a 0600 file, like a Docker secret) that is healthy.
     pub fn postgres(&self, what: &str, ws: &Workspace, password: &str) -> String {
+        self.postgres_with(what, ws, password, &[])
+    }
+
+    /// [`Objects::postgres`] with extra `docker run` arguments.
+    pub fn postgres_with(
+        &self,
+        what: &str,
+        ws: &Workspace,
+        password: &str,
+        args: &[&str],
+    ) -> String {
         let secret = ws.write(&format!("{what}-password"), password);
         let mount = format!("{}:/run/secrets/pg:ro", secret.display());
+        let base = ["-v", &mount, "-e", "POSTGRES_PASSWORD_FILE=/run/secrets/pg"];
+        let name = self.run(what, &[&base[..], args].concat(), POSTGRES, &[]);
+        Self::wait_healthy(&name);
+        name
+    }
+
+    /// A MariaDB container (root password in a file, like a Docker secret) that is healthy.
+    pub fn mariadb(&self, what: &str, ws: &Workspace, password: &str) -> String {
+        let secret = ws.write(&format!("{what}-password"), password);
+        let mount = format!("{}:/run/secrets/db:ro", secret.display());
         let name = self.run(
             what,
-            &["-v", &mount, "-e", "POSTGRES_PASSWORD_FILE=/run/secrets/pg"],
-            POSTGRES,
+            &[
+                "-v",
+                &mount,
+                "-e",
+                "MARIADB_ROOT_PASSWORD_FILE=/run/secrets/db",
+            ],
+            MARIADB,
             &[],
         );
+        Self::wait_healthy(&name);
+        name
+    }
+
+    fn wait_healthy(name: &str) {
         for _ in 0..150 {
-            let health = docker(&["inspect", "-f", "{{.State.Health.Status}}", &name]);
+            let health = docker(&["inspect", "-f", "{{.State.Health.Status}}", name]);
             if health == "healthy" {
-                return name;
+                return;
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
         panic!(
-            "postgres container {name} never became healthy:\n{}",
-            docker(&["logs", &name])
+            "container {name} never became healthy:\n{}",
+            docker(&["logs", name])
         );
     }
 }

@@ -165,24 +165,7 @@ impl Stack {
 
     /// Runs SQL in the stack's database through the docker CLI (an independent witness).
     pub fn sql(&self, database: &str, sql: &str) -> String {
-        docker(&[
-            "exec",
-            &self.db,
-            "psql",
-            "-X",
-            "-q",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-c",
-            sql,
-        ])
+        super::docker::psql(&self.db, database, sql)
     }
 
     /// Every file of both services' volumes: path, mode, owner, size, mtime and checksum,
