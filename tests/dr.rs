@@ -105,6 +105,31 @@ fn a_drill_destroys_the_stack_and_brings_back_identical_data_with_its_timings() 
     let ids_before = container_ids(&stack.name);
 
     let stack_param = format!("stack={}", stack.name);
+    let dry = ws.run(&args(
+        &["run", "dr", "-p", &stack_param, "--dry-run", "--json"],
+        &keys,
+    ));
+    dry.expect_code(0);
+    let planned: Vec<String> = dry.json()["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_string())
+        .collect();
+    for action in [
+        "docker::volume_backup",
+        "docker::remove",
+        "docker::volume_remove",
+    ] {
+        assert!(planned.iter().any(|a| a == action), "{planned:?}");
+    }
+    assert_eq!(
+        container_ids(&stack.name),
+        ids_before,
+        "a dry run destroys nothing"
+    );
+    assert!(!ws.join("backups").exists(), "a dry run writes no set");
+
     let out = ws.run(&args(
         &[
             "run",
@@ -123,7 +148,10 @@ fn a_drill_destroys_the_stack_and_brings_back_identical_data_with_its_timings() 
     let result = &report["result"];
 
     let ids_after = container_ids(&stack.name);
-    assert_ne!(ids_after, ids_before, "the containers were really destroyed");
+    assert_ne!(
+        ids_after, ids_before,
+        "the containers were really destroyed"
+    );
     assert_eq!(ids_after.lines().count(), 3, "{ids_after}");
     assert!(
         ids_after.lines().all(|l| l.ends_with("running")),
@@ -148,7 +176,10 @@ fn a_drill_destroys_the_stack_and_brings_back_identical_data_with_its_timings() 
         .map(|s| s["seconds"].as_f64().unwrap())
         .sum();
     let rto = result["rto_seconds"].as_f64().unwrap();
-    assert!(rto > 0.5 && (rto - recovery).abs() < 0.01, "{rto} vs {recovery}");
+    assert!(
+        rto > 0.5 && (rto - recovery).abs() < 0.01,
+        "{rto} vs {recovery}"
+    );
     assert!(
         steps
             .iter()
@@ -165,7 +196,8 @@ fn a_drill_destroys_the_stack_and_brings_back_identical_data_with_its_timings() 
     );
     assert!(
         metrics.contains(&format!(
-            "runbook_dr_step_seconds{{{labels},phase=\"recovery\",step=\"load volumes\"}} "
+            "runbook_dr_step_seconds{{mode=\"drill\",phase=\"recovery\",stack=\"{}\",step=\"load volumes\"}} ",
+            stack.name
         )),
         "{metrics}"
     );
@@ -219,11 +251,23 @@ fn recover_rebuilds_a_stack_of_which_nothing_is_left_and_refuses_a_live_one() {
         "{}",
         live.stderr
     );
-    assert_eq!(stack.counts(), counts_before, "a refused recovery touches nothing");
+    assert_eq!(
+        stack.counts(),
+        counts_before,
+        "a refused recovery touches nothing"
+    );
 
     wipe(&stack);
     let out = ws.run(&args(
-        &["run", "dr", "-p", &stack_param, "-p", "mode=recover", "--json"],
+        &[
+            "run",
+            "dr",
+            "-p",
+            &stack_param,
+            "-p",
+            "mode=recover",
+            "--json",
+        ],
         &keys,
     ));
     out.expect_code(0);
@@ -268,8 +312,8 @@ fn a_drill_killed_during_recovery_finishes_with_resume() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // SIGKILL once the stack's containers are being started again: recreated from the set,
-    // its database not yet loaded.
+    // SIGKILL while the volumes are being loaded back: the stack destroyed, its volumes
+    // half-filled, a helper container reaching one of them.
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let journal = std::fs::read_dir(ws.join("state/runs"))
@@ -278,9 +322,8 @@ fn a_drill_killed_during_recovery_finishes_with_resume() {
             .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("journal.jsonl")).ok())
             .unwrap_or_default();
         let started = journal.lines().any(|line| {
-            serde_json::from_str::<serde_json::Value>(line).is_ok_and(|e| {
-                e["event"] == "step_start" && e["key"] == "start the stack"
-            })
+            serde_json::from_str::<serde_json::Value>(line)
+                .is_ok_and(|e| e["event"] == "step_start" && e["key"] == "load volumes")
         });
         if started {
             break;
@@ -291,6 +334,7 @@ fn a_drill_killed_during_recovery_finishes_with_resume() {
         assert!(Instant::now() < deadline, "recovery never started");
         std::thread::sleep(Duration::from_millis(10));
     }
+    std::thread::sleep(Duration::from_millis(50));
     child.kill().unwrap();
     child.wait().unwrap();
     let (run_id, journal) = only_run(&ws);
@@ -309,14 +353,19 @@ fn a_drill_killed_during_recovery_finishes_with_resume() {
         "record the state",
         "copy volumes",
         "destroy the stack",
-        "load volumes",
+        "recreate volumes",
     ] {
         assert!(
             outcomes.contains(&(done.to_string(), "resumed".to_string())),
             "{done} was done by the first attempt: {outcomes:?}"
         );
     }
-    assert!(outcomes.contains(&("load databases".into(), "ok".into())));
+    for redone in ["start the stack", "load databases"] {
+        assert!(
+            outcomes.contains(&(redone.to_string(), "ok".to_string())),
+            "{outcomes:?}"
+        );
+    }
     assert!(outcomes.contains(&("compare with the recorded state".into(), "ok".into())));
     // The resumed steps keep the time they took: the backup phase is not zero.
     let backup: f64 = report["result"]["steps"]
@@ -330,15 +379,21 @@ fn a_drill_killed_during_recovery_finishes_with_resume() {
 
     assert_eq!(stack.counts(), counts_before);
     assert_eq!(stack.files(), files_before);
+    // The kill usually leaves the helper container of the volume being loaded; the resumed
+    // load removes it.
     let helpers = docker(&[
         "ps",
-        "-aq",
+        "-a",
         "--filter",
         "label=runbook.helper",
-        "--filter",
-        &format!("label=runbook.volume={}", stack.objects.name("files")),
+        "--format",
+        "{{.Names}} {{.Label \"runbook.volume\"}}",
     ]);
-    assert!(helpers.is_empty(), "no helper container is left: {helpers}");
+    let prefix = stack.objects.name("");
+    assert!(
+        !helpers.lines().any(|l| l.contains(&prefix)),
+        "no helper container of the stack's volumes is left: {helpers}"
+    );
 }
 
 /// Builds a one-layer image on top of `base` with the test label, removed with `objects`.
@@ -461,12 +516,7 @@ fn rollback_returns_every_container_to_its_tagged_image_with_its_volumes() {
     let v2_busybox = stack.objects.name("busybox-v2").to_lowercase() + ":2";
     let v2_postgres = stack.objects.name("postgres-v2").to_lowercase() + ":2";
     build_image(&stack.objects, &v2_busybox, BUSYBOX, "");
-    build_image(
-        &stack.objects,
-        &v2_postgres,
-        common::docker::POSTGRES,
-        "",
-    );
+    build_image(&stack.objects, &v2_postgres, common::docker::POSTGRES, "");
     release(
         &ws,
         &[
@@ -492,15 +542,27 @@ fn rollback_returns_every_container_to_its_tagged_image_with_its_volumes() {
     let files = stack.files();
     let counts = stack.counts();
 
-    let out = ws.run(&[
-        "run",
-        "rollback",
-        "-p",
-        &format!("stack={}", stack.name),
-        "--yes",
-        "--json",
-    ]);
+    let stack_param = format!("stack={}", stack.name);
+    let dry = ws.run(&["run", "rollback", "-p", &stack_param, "--dry-run", "--json"]);
+    dry.expect_code(0);
+    for (name, (image, ..)) in names.iter().zip(&before) {
+        assert_ne!(&container_state(name).0, image, "a dry run changes nothing");
+    }
+    let out = ws.run(&["run", "rollback", "-p", &stack_param, "--yes", "--json"]);
     out.expect_code(0);
+    let plan = |report: serde_json::Value| -> Vec<(String, String)> {
+        report["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["action"].to_string(), a["detail"].to_string()))
+            .collect()
+    };
+    assert_eq!(
+        plan(dry.json()),
+        plan(out.json()),
+        "the dry run plans exactly what the rollback does"
+    );
     assert_eq!(
         out.json()["result"]["rolled_back"]
             .as_array()
@@ -540,13 +602,13 @@ fn a_rollback_to_an_image_failing_its_healthcheck_leaves_the_stack_as_it_was() {
     let objects = Objects::new();
     let stack = objects.name("rel");
     let member = format!("runbook.stack={stack}");
+    let broken_tag = format!("{}:1", objects.name("broken").to_lowercase());
     let broken = build_image(
         &objects,
-        &format!("{}:1", objects.name("broken").to_lowercase()),
+        &broken_tag,
         BUSYBOX,
         "HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD false",
     );
-    let broken_tag = format!("{}:1", objects.name("broken").to_lowercase());
     let good = format!("{}:2", objects.name("good").to_lowercase());
     build_image(&objects, &good, BUSYBOX, "");
     let side_v1 = format!("{}:1", objects.name("side").to_lowercase());
@@ -581,10 +643,7 @@ fn a_rollback_to_an_image_failing_its_healthcheck_leaves_the_stack_as_it_was() {
         after, before,
         "the same containers, on the same images, running, with the same volumes"
     );
-    assert_eq!(
-        docker(&["exec", &app, "cat", "/data/file"]),
-        "precious"
-    );
+    assert_eq!(docker(&["exec", &app, "cat", "/data/file"]), "precious");
     let names = container_ids(&stack);
     assert_eq!(names.lines().count(), 2, "nothing left over:\n{names}");
 }
