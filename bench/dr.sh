@@ -12,23 +12,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 rows=${1:-1600000}
 work=$(mktemp -d)
 stack="rbdr$$"
 cleanup() {
-    docker ps -aq --filter "label=runbook.stack=$stack" | xargs -r docker rm -f >/dev/null
-    docker volume ls -q --filter "label=runbook.stack=$stack" | xargs -r docker volume rm >/dev/null
-    docker network rm "$stack-net" >/dev/null 2>&1 || true
+    bench_remove_stack "$stack"
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-for tool in age zstd; do
-    command -v $tool >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q $tool >/dev/null
-done
-scripts/provision-docker 2>/dev/null
-cargo build --release -q
-bin=$root/target/release/runbook
+bench_prepare age zstd
 export RUNBOOK_STATE_DIR=$work/state
 
 age-keygen -o "$work/key.txt" 2>/dev/null
@@ -58,9 +53,7 @@ size=$(psql_in -d shop -At -c "SELECT pg_size_pretty(pg_database_size('shop'))")
 docker exec "$stack-web" sh -c 'mkdir -p /data/site && dd if=/dev/urandom of=/data/site/blob bs=1M count=20 2>/dev/null && echo hi > /data/site/index.html'
 docker exec "$stack-worker" sh -c 'dd if=/dev/urandom of=/cache/state bs=1M count=5 2>/dev/null'
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"
-echo "engine: Docker $(docker version -f '{{.Server.Version}}') (API $(docker version -f '{{.Server.APIVersion}}'))"
-echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+bench_machine
 echo "data: database shop $size ($rows + 5000 rows), volumes 20 MB + 5 MB"
 cd "$work"
 runs=${RUNS:-3}

@@ -16,23 +16,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 work=$(mktemp -d)
 stack="rbroll$$"
 cleanup() {
-    docker ps -aq --filter "label=runbook.stack=$stack" | xargs -r docker rm -f >/dev/null
-    docker volume ls -q --filter "label=runbook.stack=$stack" | xargs -r docker volume rm >/dev/null
-    docker network rm "$stack-net" >/dev/null 2>&1 || true
+    bench_remove_stack "$stack"
     docker images --format '{{.Repository}}:{{.Tag}}' | grep "^$stack-app:" | xargs -r docker rmi >/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-if ! command -v hyperfine >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q hyperfine >/dev/null
-fi
-scripts/provision-docker 2>/dev/null
-cargo build --release -q
-bin=$root/target/release/runbook
+bench_prepare hyperfine
 export RUNBOOK_STATE_DIR=$work/state
 
 for v in 1 2; do
@@ -70,9 +65,7 @@ for i in 1 2 3 4 5; do
 done
 "$bin" run tag -p "stack=$stack" -p "backup_dir=$work/backups" >/dev/null 2>&1
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"
-echo "engine: Docker $(docker version -f '{{.Server.Version}}') (API $(docker version -f '{{.Server.APIVersion}}')), client $(docker version -f '{{.Client.Version}}')"
-echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+bench_machine
 cd "$work"
 v1=$(docker image inspect -f '{{.Id}}' "$stack-app:1")
 bash release.sh "$stack"

@@ -11,24 +11,64 @@ use std::time::{Duration, Instant};
 
 use common::docker::{available, docker, inspect, playbook, Objects, BUSYBOX};
 use common::stack::{age_identity, Stack};
-use common::{header, Workspace};
+use common::{header, Outcome, Workspace};
 
-/// `-p` arguments for the workspace's age keys.
-fn keys(ws: &Workspace) -> Vec<String> {
-    let (identity, recipients) = age_identity(ws);
-    vec![
-        "-p".into(),
-        format!("identity={identity}"),
-        "-p".into(),
-        format!("recipients={recipients}"),
-    ]
+/// The fixture stack in a workspace with age keys, and what its data looked like at the start.
+struct Drill {
+    ws: Workspace,
+    stack: Stack,
+    keys: Vec<String>,
+    files: String,
+    counts: String,
 }
 
-fn args<'a>(base: &[&'a str], more: &'a [String]) -> Vec<&'a str> {
-    base.iter()
-        .copied()
-        .chain(more.iter().map(String::as_str))
-        .collect()
+impl Drill {
+    /// None (skip; in CI, fail) without the engine and the test images.
+    fn new() -> Option<Drill> {
+        if !available() {
+            return None;
+        }
+        let ws = Workspace::new();
+        let stack = Stack::new(&ws);
+        let (identity, recipients) = age_identity(&ws);
+        let keys = vec![
+            format!("stack={}", stack.name),
+            format!("identity={identity}"),
+            format!("recipients={recipients}"),
+        ];
+        let (files, counts) = (stack.files(), stack.counts());
+        Some(Drill {
+            ws,
+            stack,
+            keys,
+            files,
+            counts,
+        })
+    }
+
+    /// `run PLAYBOOK -p stack=.. -p identity=.. -p recipients=.. EXTRA...`.
+    fn argv<'a>(&'a self, playbook: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut argv = vec!["run", playbook];
+        for k in &self.keys {
+            argv.extend(["-p", k.as_str()]);
+        }
+        argv.extend_from_slice(extra);
+        argv
+    }
+
+    fn run(&self, playbook: &str, extra: &[&str]) -> Outcome {
+        self.ws.run(&self.argv(playbook, extra))
+    }
+
+    /// Every row and every volume file is as it was at the start.
+    fn assert_data_came_back(&self) {
+        assert_eq!(self.stack.counts(), self.counts, "every row came back");
+        assert_eq!(
+            self.stack.files(),
+            self.files,
+            "volumes came back with the same content, owners, modes and mtimes"
+        );
+    }
 }
 
 /// The ids of a stack's containers, sorted by name.
@@ -94,21 +134,11 @@ fn step_outcomes(report: &serde_json::Value) -> Vec<(String, String)> {
 
 #[test]
 fn a_drill_destroys_the_stack_and_brings_back_identical_data_with_its_timings() {
-    if !available() {
-        return;
-    }
-    let ws = Workspace::new();
-    let stack = Stack::new(&ws);
-    let keys = keys(&ws);
-    let files_before = stack.files();
-    let counts_before = stack.counts();
+    let Some(drill) = Drill::new() else { return };
+    let (ws, stack) = (&drill.ws, &drill.stack);
     let ids_before = container_ids(&stack.name);
 
-    let stack_param = format!("stack={}", stack.name);
-    let dry = ws.run(&args(
-        &["run", "dr", "-p", &stack_param, "--dry-run", "--json"],
-        &keys,
-    ));
+    let dry = drill.run("dr", &["--dry-run", "--json"]);
     dry.expect_code(0);
     let planned: Vec<String> = dry.json()["actions"]
         .as_array()
@@ -130,19 +160,10 @@ fn a_drill_destroys_the_stack_and_brings_back_identical_data_with_its_timings() 
     );
     assert!(!ws.join("backups").exists(), "a dry run writes no set");
 
-    let out = ws.run(&args(
-        &[
-            "run",
-            "dr",
-            "-p",
-            &stack_param,
-            "-p",
-            "metrics_file=metrics/dr.prom",
-            "--yes",
-            "--json",
-        ],
-        &keys,
-    ));
+    let out = drill.run(
+        "dr",
+        &["-p", "metrics_file=metrics/dr.prom", "--yes", "--json"],
+    );
     out.expect_code(0);
     let report = out.json();
     let result = &report["result"];
@@ -157,12 +178,7 @@ fn a_drill_destroys_the_stack_and_brings_back_identical_data_with_its_timings() 
         ids_after.lines().all(|l| l.ends_with("running")),
         "{ids_after}"
     );
-    assert_eq!(stack.counts(), counts_before, "every row came back");
-    assert_eq!(
-        stack.files(),
-        files_before,
-        "volumes came back with the same content, owners, modes and mtimes"
-    );
+    drill.assert_data_came_back();
 
     // Every step is reported with its phase and time; the RTO adds up the recovery's.
     let steps = result["steps"].as_array().unwrap();
@@ -229,22 +245,11 @@ fn a_drill_destroys_the_stack_and_brings_back_identical_data_with_its_timings() 
 
 #[test]
 fn recover_rebuilds_a_stack_of_which_nothing_is_left_and_refuses_a_live_one() {
-    if !available() {
-        return;
-    }
-    let ws = Workspace::new();
-    let stack = Stack::new(&ws);
-    let keys = keys(&ws);
-    let stack_param = format!("stack={}", stack.name);
-    ws.run(&args(&["run", "backup", "-p", &stack_param], &keys))
-        .expect_code(0);
-    let files_before = stack.files();
-    let counts_before = stack.counts();
+    let Some(drill) = Drill::new() else { return };
+    let stack = &drill.stack;
+    drill.run("backup", &[]).expect_code(0);
 
-    let live = ws.run(&args(
-        &["run", "dr", "-p", &stack_param, "-p", "mode=recover"],
-        &keys,
-    ));
+    let live = drill.run("dr", &["-p", "mode=recover"]);
     assert_eq!(live.code, 1, "{}", live.stderr);
     assert!(
         live.stderr.contains("still exists") && live.stderr.contains("restore"),
@@ -253,23 +258,12 @@ fn recover_rebuilds_a_stack_of_which_nothing_is_left_and_refuses_a_live_one() {
     );
     assert_eq!(
         stack.counts(),
-        counts_before,
+        drill.counts,
         "a refused recovery touches nothing"
     );
 
-    wipe(&stack);
-    let out = ws.run(&args(
-        &[
-            "run",
-            "dr",
-            "-p",
-            &stack_param,
-            "-p",
-            "mode=recover",
-            "--json",
-        ],
-        &keys,
-    ));
+    wipe(stack);
+    let out = drill.run("dr", &["-p", "mode=recover", "--json"]);
     out.expect_code(0);
     let result = &out.json()["result"];
     assert_eq!(result["mode"], "recover");
@@ -282,8 +276,7 @@ fn recover_rebuilds_a_stack_of_which_nothing_is_left_and_refuses_a_live_one() {
             .all(|s| s["phase"] == "prepare" || s["phase"] == "recovery"),
         "{result}"
     );
-    assert_eq!(stack.counts(), counts_before);
-    assert_eq!(stack.files(), files_before);
+    drill.assert_data_came_back();
     let network = docker(&[
         "network",
         "ls",
@@ -296,18 +289,11 @@ fn recover_rebuilds_a_stack_of_which_nothing_is_left_and_refuses_a_live_one() {
 
 #[test]
 fn a_drill_killed_during_recovery_finishes_with_resume() {
-    if !available() {
-        return;
-    }
-    let ws = Workspace::new();
-    let stack = Stack::new(&ws);
-    let keys = keys(&ws);
-    let files_before = stack.files();
-    let counts_before = stack.counts();
-    let stack_param = format!("stack={}", stack.name);
-
-    let mut child = ws
-        .command(&args(&["run", "dr", "-p", &stack_param, "--yes"], &keys))
+    let Some(drill) = Drill::new() else { return };
+    let (ws, stack) = (&drill.ws, &drill.stack);
+    let mut child = drill
+        .ws
+        .command(&drill.argv("dr", &["--yes"]))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -377,8 +363,7 @@ fn a_drill_killed_during_recovery_finishes_with_resume() {
         .sum();
     assert!(backup > 0.0, "{}", report["result"]);
 
-    assert_eq!(stack.counts(), counts_before);
-    assert_eq!(stack.files(), files_before);
+    drill.assert_data_came_back();
     // The kill usually leaves the helper container of the volume being loaded; the resumed
     // load removes it.
     let helpers = docker(&[
@@ -448,8 +433,17 @@ fn release(ws: &Workspace, images: &[(&str, &str)]) {
     out.expect_code(0);
 }
 
-/// The image id, id, state and mounted volumes of a container.
-fn container_state(name: &str) -> (String, String, bool, Vec<String>) {
+/// What a rollback must keep or change about a container, read with the docker CLI.
+#[derive(Debug, PartialEq)]
+struct Container {
+    image: String,
+    id: String,
+    running: bool,
+    volumes: Vec<String>,
+    networks: Vec<String>,
+}
+
+fn container(name: &str) -> Container {
     let c = inspect("container", name);
     let mut volumes: Vec<String> = c["Mounts"]
         .as_array()
@@ -459,12 +453,18 @@ fn container_state(name: &str) -> (String, String, bool, Vec<String>) {
         .map(|m| m["Name"].as_str().unwrap().to_string())
         .collect();
     volumes.sort();
-    (
-        c["Image"].as_str().unwrap().to_string(),
-        c["Id"].as_str().unwrap().to_string(),
-        c["State"]["Running"].as_bool().unwrap(),
+    Container {
+        image: c["Image"].as_str().unwrap().to_string(),
+        id: c["Id"].as_str().unwrap().to_string(),
+        running: c["State"]["Running"].as_bool().unwrap(),
         volumes,
-    )
+        networks: c["NetworkSettings"]["Networks"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect(),
+    }
 }
 
 fn tag_point(ws: &Workspace, objects: &Objects, stack: &str) -> serde_json::Value {
@@ -493,13 +493,7 @@ fn rollback_returns_every_container_to_its_tagged_image_with_its_volumes() {
     let ws = Workspace::new();
     let stack = Stack::new(&ws);
     let names = [&stack.db, &stack.web, &stack.worker];
-    let before: Vec<_> = names.iter().map(|n| container_state(n)).collect();
-    let networks_before = inspect("container", &stack.web)["NetworkSettings"]["Networks"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect::<Vec<_>>();
+    let before: Vec<_> = names.iter().map(|n| container(n)).collect();
 
     let manifest = tag_point(&ws, &stack.objects, &stack.name);
     assert_eq!(manifest["containers"].as_array().unwrap().len(), 3);
@@ -536,8 +530,8 @@ fn rollback_returns_every_container_to_its_tagged_image_with_its_volumes() {
     assert!(healthy, "the released database became healthy");
     stack.sql("shop", "INSERT INTO customers VALUES (4, 'after release');");
     docker(&["exec", &stack.web, "sh", "-c", "echo v2 > /data/release"]);
-    for (name, (image, ..)) in names.iter().zip(&before) {
-        assert_ne!(&container_state(name).0, image, "{name} was released");
+    for (name, old) in names.iter().zip(&before) {
+        assert_ne!(container(name).image, old.image, "{name} was released");
     }
     let files = stack.files();
     let counts = stack.counts();
@@ -545,8 +539,12 @@ fn rollback_returns_every_container_to_its_tagged_image_with_its_volumes() {
     let stack_param = format!("stack={}", stack.name);
     let dry = ws.run(&["run", "rollback", "-p", &stack_param, "--dry-run", "--json"]);
     dry.expect_code(0);
-    for (name, (image, ..)) in names.iter().zip(&before) {
-        assert_ne!(&container_state(name).0, image, "a dry run changes nothing");
+    for (name, old) in names.iter().zip(&before) {
+        assert_ne!(
+            container(name).image,
+            old.image,
+            "a dry run changes nothing"
+        );
     }
     let out = ws.run(&["run", "rollback", "-p", &stack_param, "--yes", "--json"]);
     out.expect_code(0);
@@ -570,20 +568,14 @@ fn rollback_returns_every_container_to_its_tagged_image_with_its_volumes() {
             .len(),
         3
     );
-    for (name, (image, id, _, volumes)) in names.iter().zip(&before) {
-        let (image_now, id_now, running, volumes_now) = container_state(name);
-        assert_eq!(&image_now, image, "{name} runs its old image again");
-        assert_ne!(&id_now, id, "{name} was recreated");
-        assert!(running, "{name} runs");
-        assert_eq!(&volumes_now, volumes, "{name} keeps its volumes");
+    for (name, old) in names.iter().zip(&before) {
+        let now = container(name);
+        assert_eq!(now.image, old.image, "{name} runs its old image again");
+        assert_ne!(now.id, old.id, "{name} was recreated");
+        assert!(now.running, "{name} runs");
+        assert_eq!(now.volumes, old.volumes, "{name} keeps its volumes");
+        assert_eq!(now.networks, old.networks, "{name} keeps its networks");
     }
-    let networks_after = inspect("container", &stack.web)["NetworkSettings"]["Networks"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect::<Vec<_>>();
-    assert_eq!(networks_after, networks_before);
     assert_eq!(stack.files(), files, "the volumes are intact");
     assert_eq!(stack.counts(), counts, "the database is intact");
     assert_eq!(
@@ -627,8 +619,8 @@ fn a_rollback_to_an_image_failing_its_healthcheck_leaves_the_stack_as_it_was() {
     docker(&["exec", &app, "sh", "-c", "echo precious > /data/file"]);
     tag_point(&ws, &objects, &stack);
     release(&ws, &[(&app, &good), (&side, &side_v2)]);
-    let before = [container_state(&app), container_state(&side)];
-    assert_ne!(before[0].0, broken);
+    let before = [container(&app), container(&side)];
+    assert_ne!(before[0].image, broken);
 
     let out = ws.run(&["run", "rollback", "-p", &format!("stack={stack}"), "--yes"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -638,7 +630,7 @@ fn a_rollback_to_an_image_failing_its_healthcheck_leaves_the_stack_as_it_was() {
         out.stderr
     );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    let after = [container_state(&app), container_state(&side)];
+    let after = [container(&app), container(&side)];
     assert_eq!(
         after, before,
         "the same containers, on the same images, running, with the same volumes"
