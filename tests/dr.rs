@@ -323,7 +323,7 @@ fn a_drill_killed_during_recovery_finishes_with_resume() {
     std::thread::sleep(Duration::from_millis(50));
     child.kill().unwrap();
     child.wait().unwrap();
-    let (run_id, journal) = only_run(&ws);
+    let (run_id, journal) = only_run(ws);
     let text = std::fs::read_to_string(&journal).unwrap();
     assert!(!text.contains("run_end"), "the run was killed, not ended");
     assert!(
