@@ -12,7 +12,7 @@ use rhai::{Dynamic, EvalAltResult, NativeCallContext, Position};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::playbook::journal::Journal;
+use crate::playbook::journal::{CompletedStep, Journal};
 use crate::prims::log;
 use crate::sandbox::Sandbox;
 use crate::secrets;
@@ -51,9 +51,19 @@ pub struct StepReport {
     /// `ok`, `failed`, `interrupted` or `resumed` (completed by an earlier attempt).
     pub outcome: String,
     pub duration_ms: u64,
+    /// For a step completed by an earlier attempt: how long it took then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub earlier_ms: Option<u64>,
     pub result: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl StepReport {
+    /// How long the step's work took, in whichever attempt did it.
+    pub fn work_ms(&self) -> u64 {
+        self.earlier_ms.unwrap_or(self.duration_ms)
+    }
 }
 
 /// Why a run stopped other than by a script error.
@@ -101,7 +111,7 @@ pub struct Run {
     journal: Mutex<Option<Journal>>,
     actions: Mutex<Vec<Action>>,
     steps: Mutex<Steps>,
-    resumed: BTreeMap<String, Value>,
+    resumed: BTreeMap<String, CompletedStep>,
     cancelled: AtomicBool,
     stop_tx: tokio::sync::watch::Sender<bool>,
     deadline: Option<Instant>,
@@ -125,7 +135,7 @@ impl Run {
         sandbox: Sandbox,
         runtime: tokio::runtime::Handle,
         journal: Option<Journal>,
-        resumed: BTreeMap<String, Value>,
+        resumed: BTreeMap<String, CompletedStep>,
     ) -> Arc<Run> {
         let deadline = options.timeout.map(|t| Instant::now() + t);
         Arc::new(Run {
@@ -339,13 +349,14 @@ impl Run {
         if *count > 1 {
             key = format!("{key}#{count}");
         }
-        if let Some(result) = self.resumed.get(&key) {
+        if let Some(done) = self.resumed.get(&key) {
             steps.reports.push(StepReport {
                 key: key.clone(),
                 name: name.to_string(),
                 outcome: "resumed".into(),
                 duration_ms: 0,
-                result: result.clone(),
+                earlier_ms: Some(done.duration_ms),
+                result: done.result.clone(),
                 error: None,
             });
             drop(steps);
@@ -354,7 +365,7 @@ impl Run {
                 &format!("{name} (done by an earlier attempt, skipped)"),
             );
             self.journal("step_skipped", json!({"key": key, "step": name}), false);
-            return StepStart::Resumed(result.clone());
+            return StepStart::Resumed(done.result.clone());
         }
         steps.stack.push(name.to_string());
         drop(steps);
@@ -393,6 +404,7 @@ impl Run {
             name: name.clone(),
             outcome: label.to_string(),
             duration_ms,
+            earlier_ms: None,
             result: result.clone(),
             error: error.clone(),
         });

@@ -64,14 +64,21 @@ impl Journal {
     }
 }
 
+/// A step an earlier attempt completed: its result and how long it took then.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompletedStep {
+    pub result: Value,
+    pub duration_ms: u64,
+}
+
 /// A past run, read back from its journal.
 #[derive(Debug, Clone, Default)]
 pub struct RunRecord {
     pub run_id: String,
     /// The `run_start` event of the first attempt.
     pub start: Value,
-    /// Results of steps that completed, by step key, over all attempts.
-    pub completed: BTreeMap<String, Value>,
+    /// Steps that completed, by step key, over all attempts.
+    pub completed: BTreeMap<String, CompletedStep>,
     /// The last `run_end` event, if the run ended (a killed run has none).
     pub end: Option<Value>,
     pub attempts: usize,
@@ -112,9 +119,11 @@ impl RunRecord {
                 }
                 Some("step_end") if event["outcome"] == "ok" => {
                     if let Some(key) = event["key"].as_str() {
-                        record
-                            .completed
-                            .insert(key.to_string(), event["result"].clone());
+                        let step = CompletedStep {
+                            result: event["result"].clone(),
+                            duration_ms: event["duration_ms"].as_u64().unwrap_or(0),
+                        };
+                        record.completed.insert(key.to_string(), step);
                     }
                 }
                 Some("run_end") => record.end = Some(event.clone()),

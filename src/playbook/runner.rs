@@ -10,7 +10,7 @@ use rhai::{Dynamic, Map, Scope};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::journal::{self, Journal, RunRecord};
+use super::journal::{self, CompletedStep, Journal, RunRecord};
 use super::{params, ParamType, Playbook};
 use crate::engine::{self, diagnostics};
 use crate::error::{Error, Result};
@@ -206,7 +206,7 @@ type Prepared = (
     Playbook,
     Vec<(String, String)>,
     String,
-    BTreeMap<String, Value>,
+    BTreeMap<String, CompletedStep>,
     usize,
 );
 

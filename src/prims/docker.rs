@@ -135,6 +135,17 @@ fn opt_seconds(options: &Map, key: &str) -> PrimResult<Option<Duration>> {
         .transpose()
 }
 
+/// An optional list of names (`containers: ["a", "b"]`).
+fn opt_names(options: &Map, key: &str) -> PrimResult<Option<Vec<String>>> {
+    let Some(value) = options.get(key).filter(|v| !v.is_unit()) else {
+        return Ok(None);
+    };
+    let list = value
+        .read_lock::<Array>()
+        .ok_or_else(|| error(format!("option `{key}` must be a list of names")))?;
+    Ok(Some(list.iter().map(ToString::to_string).collect()))
+}
+
 fn container_filter(options: &Map) -> PrimResult<ContainerFilter> {
     Ok(ContainerFilter {
         stack: opt_string(options, "stack")?,
@@ -884,25 +895,39 @@ fn stack_batch(
         stack: Some(stack.to_string()),
         ..Default::default()
     };
-    let rows = call(ctx, &format!("listing stack `{stack}`"), |d| async move {
+    let mut rows = call(ctx, &format!("listing stack `{stack}`"), |d| async move {
         d.containers(&filter).await
     })?;
+    let named = opt_names(options, "containers")?;
+    if let Some(only) = &named {
+        if let Some(missing) = only.iter().find(|n| !rows.iter().any(|r| &r.name == *n)) {
+            return Err(error(format!(
+                "container `{missing}` is not part of stack `{stack}`"
+            )));
+        }
+        rows.retain(|r| only.contains(&r.name));
+    }
     let waves = docker::batch_order(&rows).map_err(|e| error(format!("stack `{stack}`: {e}")))?;
     let (action, verb) = if start {
         ("docker::stack_start", "start")
     } else {
         ("docker::stack_stop", "stop")
     };
-    // The plan lists the containers in the order the waves run.
+    // The plan lists the containers in the order the waves run: those named, like a single
+    // start or stop, whatever their state (the state a dry run sees may be one it did not
+    // change); otherwise those the batch acts on.
+    let needed = |m: &docker::Member| {
+        named.is_some()
+            || if start {
+                m.needs_start()
+            } else {
+                m.needs_stop()
+            }
+    };
     let ordered: Vec<&docker::Member> = if start {
-        waves.iter().flatten().filter(|m| m.needs_start()).collect()
+        waves.iter().flatten().filter(|m| needed(m)).collect()
     } else {
-        waves
-            .iter()
-            .rev()
-            .flatten()
-            .filter(|m| m.needs_stop())
-            .collect()
+        waves.iter().rev().flatten().filter(|m| needed(m)).collect()
     };
     let run = Run::of(ctx);
     let mut act = true;
@@ -1653,7 +1678,8 @@ pub mod api {
         super::stack_batch(&ctx, stack, true, &Map::new())
     }
 
-    /// Starts a stack with `#{concurrency: 4, timeout: 120}` (seconds to wait for a dependency).
+    /// Starts a stack with `#{concurrency: 4, timeout: 120}` (seconds to wait for a
+    /// dependency), or only some of its containers with `containers: [names]` (in the same order).
     #[rhai_fn(name = "stack_start", return_raw)]
     pub fn stack_start_with(
         ctx: NativeCallContext,
@@ -1669,7 +1695,9 @@ pub mod api {
         super::stack_batch(&ctx, stack, false, &Map::new())
     }
 
-    /// Stops a stack with `#{concurrency: 4, grace: 10}` (seconds before each container is killed).
+    /// Stops a stack with `#{concurrency: 4, grace: 10}` (seconds before each container is
+    /// killed; default: each container's own stop timeout), or only some of its containers with
+    /// `containers: [names]`.
     #[rhai_fn(name = "stack_stop", return_raw)]
     pub fn stack_stop_with(
         ctx: NativeCallContext,

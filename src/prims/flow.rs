@@ -162,6 +162,26 @@ pub mod api {
         super::confirm_typed_answered(&ctx, question, expected, &answer)
     }
 
+    /// How long each step of this run took so far, in order: `[#{step, name, outcome, ms}]`
+    /// (`step` is the journal key, `outer/inner` for nested steps). A step completed by an
+    /// earlier attempt (`--resume`) carries the time it took then, so timings add up over
+    /// attempts.
+    pub fn step_times(ctx: NativeCallContext) -> rhai::Array {
+        Run::of(&ctx)
+            .step_reports()
+            .iter()
+            .map(|report| {
+                let mut row = rhai::Map::new();
+                row.insert("step".into(), report.key.clone().into());
+                row.insert("name".into(), report.name.clone().into());
+                row.insert("outcome".into(), report.outcome.clone().into());
+                let ms = rhai::INT::try_from(report.work_ms()).unwrap_or(rhai::INT::MAX);
+                row.insert("ms".into(), ms.into());
+                row.into()
+            })
+            .collect()
+    }
+
     /// True when this is a dry run (mutating primitives only record what they would do).
     pub fn is_dry_run(ctx: NativeCallContext) -> bool {
         Run::of(&ctx).options.dry_run

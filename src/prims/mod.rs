@@ -15,6 +15,7 @@ pub mod host;
 pub mod http;
 pub mod log;
 pub mod manifest;
+pub mod metrics;
 pub mod migrations;
 pub mod secret;
 pub mod secrets;
@@ -134,6 +135,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("manifest", rhai::exported_module!(manifest::api).into());
     engine.register_static_module("backup", rhai::exported_module!(backup::api).into());
     engine.register_static_module("migrations", rhai::exported_module!(migrations::api).into());
+    engine.register_static_module("metrics", rhai::exported_module!(metrics::api).into());
     engine.register_static_module("certs", rhai::exported_module!(certs::api).into());
     engine.register_static_module("findings", rhai::exported_module!(findings::api).into());
     vault::register(engine);
