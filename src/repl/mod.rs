@@ -336,8 +336,8 @@ impl Session {
             "dry-run" => self.set_dry_run(args.first().copied()),
             "load" => self.load(args),
             "steps" => self.steps(),
-            "next" | "n" => self.next(),
-            "run" => self.run_rest(),
+            "next" | "n" => self.advance(false),
+            "run" => self.advance(true),
             "journal" => self.print_journal(),
             "save" => self.save(args.first().copied()),
             "quit" | "q" | "exit" => return false,
@@ -509,7 +509,8 @@ impl Session {
         }
     }
 
-    fn next(&mut self) {
+    /// `:next` (one step) or `:run` (to the end) on the loaded playbook.
+    fn advance(&mut self, to_end: bool) {
         let Some(loaded) = self.loaded.as_mut() else {
             eprintln!("no playbook loaded: `:load <playbook>` first");
             return;
@@ -521,24 +522,12 @@ impl Session {
             );
             return;
         }
-        let event = loaded.next(print_step);
-        self.after_wait(event, ":next");
-    }
-
-    fn run_rest(&mut self) {
-        let Some(loaded) = self.loaded.as_mut() else {
-            eprintln!("no playbook loaded: `:load <playbook>` first");
-            return;
+        let (event, command) = if to_end {
+            (loaded.run_to_end(print_step), ":run")
+        } else {
+            (loaded.next(print_step), ":next")
         };
-        if loaded.holding.is_none() {
-            eprintln!(
-                "{} has finished; `:load` it again to start over",
-                loaded.name
-            );
-            return;
-        }
-        let event = loaded.run_to_end(print_step);
-        self.after_wait(event, ":run");
+        self.after_wait(event, command);
     }
 
     /// Reports where a loaded playbook stopped, and journals the command at the prompt.
