@@ -8,7 +8,8 @@
 #     v2 image; each command then brings it back to v1.
 # runbook stops every container with its stop signal and waits for it (grace period honoured);
 # the loop is timed both with `docker stop -t 0` (SIGKILL at once, as the scripts we replace
-# did) and with a plain `docker stop` (grace period honoured, like runbook).
+# did) and with a plain `docker stop` (grace period honoured, like runbook). For reference, the
+# engine's own share: the same stops and starts as bare concurrent API calls.
 #
 #   bench/rollback.sh      # needs the engine and test images (scripts/provision-docker),
 #                          # builds the release binary, prints the table
@@ -58,6 +59,17 @@ for i in 1 2 3 4 5; do
     bash "$(dirname "$0")/run.sh" "$1" "$i" "$1-app:1"
 done
 SH
+cat >"$work/floor.sh" <<'SH'
+# floor.sh STACK: the engine's own share of any rollback, for reference: the 5 containers
+# stopped together then started together by bare API calls (no create, rename or remove).
+sock=${DOCKER_HOST:-unix:///var/run/docker.sock}
+for verb in stop start; do
+    for i in 1 2 3 4 5; do
+        curl -fsS --unix-socket "${sock#unix://}" -X POST "http://localhost/containers/$1-$i/$verb" &
+    done
+    wait
+done
+SH
 
 for i in 1 2 3 4 5; do
     docker volume create --label "runbook.stack=$stack" "$stack-data$i" >/dev/null
@@ -79,7 +91,9 @@ hyperfine --warmup 1 --runs 10 -N --export-json "$work/rollback.json" \
     -n "runbook rollback (stop with grace period)" \
     "$bin run rollback -p stack=$stack -p backup_dir=$work/backups --yes" \
     -n "bash loop: docker stop -t 0 / rm / run" "bash loop.sh $stack '-t 0'" \
-    -n "bash loop: docker stop / rm / run" "bash loop.sh $stack ''" >/dev/null 2>&1
+    -n "bash loop: docker stop / rm / run" "bash loop.sh $stack ''" \
+    -n "engine floor: 5 stops together, then 5 starts together (curl)" "bash floor.sh $stack" \
+    >/dev/null 2>&1
 python3 - "$work/rollback.json" <<'PY'
 import json, sys
 print("| command | median | mean ± sd | runs |")
