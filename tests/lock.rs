@@ -56,6 +56,19 @@ fn wait_for_holder(ws: &Workspace, stack: &str) -> String {
     }
 }
 
+/// Waits until run `run_id` has started its step (its journal exists, so it can be resumed).
+fn wait_for_step(ws: &Workspace, run_id: &str) {
+    let journal = ws.join(&format!("state/runs/{run_id}/journal.jsonl"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&journal).is_ok_and(|j| j.contains("\"step_start\"")) {
+        assert!(
+            Instant::now() < deadline,
+            "run {run_id} never started its step"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn field<'a>(text: &'a str, key: &str) -> &'a str {
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{key}: ")))
@@ -67,7 +80,15 @@ fn a_second_run_on_a_locked_stack_refuses_naming_the_holder_or_waits_for_it() {
     let ws = hold_workspace();
     let first = spawn(
         &ws,
-        &["run", "hold.rhai", "-p", "stack=shop", "-p", "seconds=4", "--json"],
+        &[
+            "run",
+            "hold.rhai",
+            "-p",
+            "stack=shop",
+            "-p",
+            "seconds=4",
+            "--json",
+        ],
     );
     let pid = first.id();
     let holder = wait_for_holder(&ws, "shop");
@@ -144,11 +165,36 @@ fn a_lock_left_by_a_killed_run_is_taken_over_with_a_warning() {
     let next = ws.run(&["run", "hold.rhai", "-p", "stack=shop"]);
     next.expect_code(0);
     assert!(
-        next.stderr.contains("warning: taking over the lock of stack `shop`")
+        next.stderr
+            .contains("warning: taking over the lock of stack `shop`")
             && next.stderr.contains(field(&holder, "run_id"))
-            && next.stderr.contains(&format!("pid {}", field(&holder, "pid"))),
+            && next
+                .stderr
+                .contains(&format!("pid {}", field(&holder, "pid"))),
         "{}",
         next.stderr
+    );
+    assert_eq!(ws.read("state/locks/shop.lock"), "");
+
+    // The resume of a killed run takes its own lock back, and holds it while it runs.
+    let mut killed = spawn(
+        &ws,
+        &["run", "hold.rhai", "-p", "stack=shop", "-p", "seconds=120"],
+    );
+    let holder = wait_for_holder(&ws, "shop");
+    let run_id = field(&holder, "run_id");
+    wait_for_step(&ws, run_id);
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(killed.id() as i32, libc::SIGKILL) };
+    killed.wait().unwrap();
+    let resumed = ws.run(&["run", "--resume", run_id, "-p", "seconds=0"]);
+    resumed.expect_code(0);
+    assert!(
+        resumed
+            .stderr
+            .contains("left by an earlier attempt of this run"),
+        "{}",
+        resumed.stderr
     );
     assert_eq!(ws.read("state/locks/shop.lock"), "");
 }
@@ -172,7 +218,14 @@ fn other_stacks_other_playbooks_and_dry_runs_are_not_blocked() {
         .expect_code(0);
     ws.run(&["run", "look.rhai", "-p", "stack=shop"])
         .expect_code(0);
-    let dry = ws.run(&["run", "hold.rhai", "-p", "stack=shop", "--dry-run", "--json"]);
+    let dry = ws.run(&[
+        "run",
+        "hold.rhai",
+        "-p",
+        "stack=shop",
+        "--dry-run",
+        "--json",
+    ]);
     dry.expect_code(0);
     assert_eq!(dry.json()["dry_run"], true);
     assert!(
@@ -321,7 +374,10 @@ fn two_concurrent_backups_of_one_stack_one_refuses_one_waits_and_only_whole_sets
     );
 
     let (whole, partial) = sets(&ws, &stack);
-    assert!(partial.is_empty(), "no half-written set remains: {partial:?}");
+    assert!(
+        partial.is_empty(),
+        "no half-written set remains: {partial:?}"
+    );
     assert_eq!(whole.len(), 2, "one set per backup that ran: {whole:?}");
     for set in &whole {
         let dir = ws.join(&format!("backups/{}/{set}", stack.name));

@@ -357,11 +357,19 @@ mod tests {
         assert!(h.locks_stack);
         let err = Header::parse(base).unwrap_err();
         assert_eq!(err.line, 4);
-        assert!(err.message.contains("param stack: string"), "{}", err.message);
+        assert!(
+            err.message.contains("param stack: string"),
+            "{}",
+            err.message
+        );
         let err = Header::parse(&format!("{base}//! param stack: int\n")).unwrap_err();
         assert_eq!(err.line, 4);
         let src = "//! name: x\n//! version: 1.0.0\n//! description: d\n//! locks: host\n";
         let err = Header::parse(src).unwrap_err();
-        assert!(err.message.contains("locks must be `stack`"), "{}", err.message);
+        assert!(
+            err.message.contains("locks must be `stack`"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -121,6 +121,22 @@ fn busy_sentence(stack: &str, holder: Option<&Holder>, waited: Option<Duration>)
     }
 }
 
+fn takeover_sentence(stack: &str, stale: &Holder, holder: &Holder) -> String {
+    if stale.run_id == holder.run_id {
+        format!(
+            "taking over the lock of stack `{stack}` left by an earlier attempt of this run (pid {}, \
+             started {}): that process is gone (killed?)",
+            stale.pid, stale.started
+        )
+    } else {
+        format!(
+            "taking over the lock of stack `{stack}` left by {stale}: that process is gone \
+             (killed?); check what it left half done (runbook log {})",
+            stale.run_id
+        )
+    }
+}
+
 /// A held stack lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct StackLock {
@@ -185,13 +201,7 @@ impl StackLock {
             std::thread::sleep(POLL);
         }
         if let Some(stale) = Holder::parse(&read_all(&mut file).map_err(io)?) {
-            log::emit(
-                log::Level::Warn,
-                &format!(
-                    "taking over the lock of stack `{stack}` left by {stale}: that process is gone \
-                     (killed?); check what it left half done"
-                ),
-            );
+            log::emit(log::Level::Warn, &takeover_sentence(stack, &stale, holder));
         }
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
@@ -241,10 +251,8 @@ fn read_all(file: &mut File) -> std::io::Result<String> {
 pub fn file_name(stack: &str) -> String {
     let mut name = String::new();
     for (i, byte) in stack.bytes().enumerate() {
-        let plain = byte.is_ascii_alphanumeric()
-            || byte == b'_'
-            || byte == b'-'
-            || (byte == b'.' && i > 0);
+        let plain =
+            byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || (byte == b'.' && i > 0);
         if plain {
             name.push(byte as char);
         } else {
@@ -289,6 +297,19 @@ mod tests {
     }
 
     #[test]
+    fn a_takeover_says_whose_lock_it_was() {
+        let stale = holder("dead");
+        let text = takeover_sentence("shop", &stale, &holder("alive"));
+        assert!(text.contains("left by run dead (pid 4242"), "{text}");
+        assert!(text.contains("runbook log dead"), "{text}");
+        let text = takeover_sentence("shop", &stale, &holder("dead"));
+        assert!(
+            text.contains("earlier attempt of this run (pid 4242"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn file_names_stay_in_the_directory() {
         assert_eq!(file_name("shop"), "shop.lock");
         assert_eq!(file_name("my_shop-2.v1"), "my_shop-2.v1.lock");
@@ -303,7 +324,9 @@ mod tests {
         let first = StackLock::acquire(dir.path(), "shop", &holder("one"), None).unwrap();
         let err = StackLock::acquire(dir.path(), "shop", &holder("two"), None).unwrap_err();
         match &err {
-            LockError::Busy { holder: Some(h), .. } => assert_eq!(h.run_id, "one"),
+            LockError::Busy {
+                holder: Some(h), ..
+            } => assert_eq!(h.run_id, "one"),
             other => panic!("expected busy, got {other:?}"),
         }
         assert!(err.to_string().contains("run one (pid 4242"), "{err}");

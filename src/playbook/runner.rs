@@ -342,7 +342,10 @@ fn stack_lock(
         Ok(lock) => Ok(Some(lock)),
         Err(err @ LockError::Busy { .. }) => Err(Error::Refused(err.to_string())),
         Err(LockError::Io { path, source }) => Err(Error::io(
-            format!("cannot take the lock of stack `{stack}` ({})", path.display()),
+            format!(
+                "cannot take the lock of stack `{stack}` ({})",
+                path.display()
+            ),
             source,
         )),
     }
