@@ -299,8 +299,9 @@ fn prepare(request: &RunRequest) -> Result<Prepared> {
             short(&playbook.sha256)
         )));
     }
-    // The earlier parameters, overridden by any given now.
-    let mut given: Vec<(String, String)> = record.start["given"]
+    // The last attempt's parameters (each attempt records what it ran with), overridden by
+    // any given now.
+    let mut given: Vec<(String, String)> = record.last_start()["given"]
         .as_array()
         .into_iter()
         .flatten()
