@@ -65,6 +65,121 @@ where
     call(ctx, action, f)
 }
 
+// ---- what a dry run can check ----------------------------------------------------------
+
+/// The engine objects a dry run keeps track of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Container,
+    Image,
+    Volume,
+    Network,
+}
+
+/// What each dry run has planned so far: objects it would create (`true`) or remove
+/// (`false`), so a later check sees the state the real run would meet.
+type Plan = BTreeMap<(Kind, String), bool>;
+static PLANNED: Mutex<BTreeMap<String, Plan>> = Mutex::new(BTreeMap::new());
+
+fn target(kind: Kind, name: &str) -> docker::Target {
+    let name = name.to_string();
+    match kind {
+        Kind::Container => docker::Target::Container(name),
+        Kind::Image => docker::Target::Image(name),
+        Kind::Volume => docker::Target::Volume(name),
+        Kind::Network => docker::Target::Network(name),
+    }
+}
+
+/// Whether the object is there, as far as the plan knows, else as the engine says.
+fn exists_in_plan(ctx: &NativeCallContext, kind: Kind, name: &str) -> PrimResult<bool> {
+    let run = Run::of(ctx);
+    let planned = PLANNED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&run.id)
+        .and_then(|plan| plan.get(&(kind, name.to_string())).copied());
+    if let Some(there) = planned {
+        return Ok(there);
+    }
+    call(ctx, "checking the plan", |d| async move {
+        match kind {
+            Kind::Container => d.exists(name).await,
+            Kind::Image => d.image_exists(name).await,
+            Kind::Volume => d.volume_exists(name).await,
+            Kind::Network => d.network_exists(name).await,
+        }
+    })
+}
+
+/// In a dry run, fails as the real run would when the object is not there.
+fn must_exist(ctx: &NativeCallContext, kind: Kind, name: &str) -> PrimResult<()> {
+    if !Run::of(ctx).options.dry_run || exists_in_plan(ctx, kind, name)? {
+        return Ok(());
+    }
+    Err(error(
+        docker::DockerError::NotFound {
+            target: target(kind, name),
+        }
+        .to_string(),
+    ))
+}
+
+/// In a dry run, fails as the real run would when a container of that name exists already.
+fn must_be_new(ctx: &NativeCallContext, name: &str) -> PrimResult<()> {
+    if Run::of(ctx).options.dry_run && exists_in_plan(ctx, Kind::Container, name)? {
+        return Err(error(format!(
+            "container `{name}`: the name is already in use by a container"
+        )));
+    }
+    Ok(())
+}
+
+/// In a dry run, fails as the real run would when a container (running or not, and not
+/// removed earlier in the plan) still uses the volume.
+fn must_be_free(ctx: &NativeCallContext, volume: &str) -> PrimResult<()> {
+    let run = Run::of(ctx);
+    if !run.options.dry_run {
+        return Ok(());
+    }
+    let rows = call(ctx, "checking the plan", |d| async move {
+        d.containers(&ContainerFilter::default()).await
+    })?;
+    let users: Vec<String> = rows
+        .into_iter()
+        .filter(|row| row.volumes.iter().any(|v| v == volume))
+        .map(|row| row.name)
+        .filter(|name| {
+            PLANNED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&run.id)
+                .and_then(|plan| plan.get(&(Kind::Container, name.clone())).copied())
+                != Some(false)
+        })
+        .collect();
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(error(format!(
+        "volume `{volume}`: in use by container {} (remove it first)",
+        users.join(", ")
+    )))
+}
+
+/// Records in a dry run's plan that the object would now be there (or gone).
+fn planned(ctx: &NativeCallContext, kind: Kind, name: &str, there: bool) {
+    let run = Run::of(ctx);
+    if run.options.dry_run {
+        PLANNED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(run.id.clone())
+            .or_default()
+            .insert((kind, name.to_string()), there);
+    }
+}
+
 fn to_script<T: Serialize>(value: &T) -> PrimResult<Dynamic> {
     rhai::serde::to_dynamic(value)
 }
@@ -170,12 +285,14 @@ fn stop(ctx: &NativeCallContext, name: &str, grace: Option<Duration>) -> PrimRes
         ),
         None => format!("stop container `{name}`"),
     };
+    must_exist(ctx, Kind::Container, name)?;
     change(ctx, "docker::stop", detail, |d| async move {
         d.stop(name, grace).await
     })
 }
 
 fn restart(ctx: &NativeCallContext, name: &str, grace: Option<Duration>) -> PrimResult<()> {
+    must_exist(ctx, Kind::Container, name)?;
     change(
         ctx,
         "docker::restart",
@@ -185,6 +302,7 @@ fn restart(ctx: &NativeCallContext, name: &str, grace: Option<Duration>) -> Prim
 }
 
 fn kill(ctx: &NativeCallContext, name: &str, signal: &str) -> PrimResult<()> {
+    must_exist(ctx, Kind::Container, name)?;
     change(
         ctx,
         "docker::kill",
@@ -209,9 +327,12 @@ fn remove(ctx: &NativeCallContext, name: &str, options: &Map) -> PrimResult<()> 
             ""
         }
     );
+    must_exist(ctx, Kind::Container, name)?;
     change(ctx, "docker::remove", detail, |d| async move {
         d.remove(name, force, volumes).await
-    })
+    })?;
+    planned(ctx, Kind::Container, name, false);
+    Ok(())
 }
 
 fn logs(ctx: &NativeCallContext, name: &str, tail: Option<INT>) -> PrimResult<String> {
@@ -324,6 +445,7 @@ fn exec(ctx: &NativeCallContext, container: &str, argv: &Array, options: &Map) -
     let (request, input) = exec_request(argv, options)?;
     let read_only = opt_bool(options, "read_only")?.unwrap_or(false);
     let mut result = Map::new();
+    must_exist(ctx, Kind::Container, container)?;
     if !read_only
         && !Run::of(ctx).mutate(
             "docker::exec",
@@ -375,6 +497,7 @@ fn exec_to_file(
     let target = checked_path(&run, file)?;
     let (request, input) = exec_request(argv, options)?;
     let mut result = Map::new();
+    must_exist(ctx, Kind::Container, container)?;
     if !run.mutate(
         "docker::exec_to_file",
         format!(
@@ -432,12 +555,15 @@ fn create(ctx: &NativeCallContext, spec: Map, options: &Map) -> PrimResult<Strin
     let name = opt_string(options, "name")?.unwrap_or_else(|| spec.name.clone());
     let image = opt_string(options, "image")?.unwrap_or_else(|| spec.image.clone());
     let detail = format!("create container `{name}` from image `{image}`");
+    must_exist(ctx, Kind::Image, &image)?;
+    must_be_new(ctx, &name)?;
     let (name_ref, image_ref) = (name.as_str(), image.as_str());
     change(ctx, "docker::create", detail, |d| async move {
         d.create(&spec, Some(name_ref), Some(image_ref))
             .await
             .map(drop)
     })?;
+    planned(ctx, Kind::Container, &name, true);
     Ok(name)
 }
 
@@ -450,6 +576,7 @@ fn volume_export(
     let run = Run::of(ctx);
     let target = checked_path(&run, file)?;
     let image = opt_string(options, "image")?;
+    must_exist(ctx, Kind::Volume, volume)?;
     if !run.mutate(
         "docker::volume_export",
         format!(
@@ -499,6 +626,7 @@ fn volume_import(
     let image = opt_string(options, "image")?;
     let tar =
         std::fs::File::open(&source).map_err(|e| error(format!("cannot read {file}: {e}")))?;
+    must_exist(ctx, Kind::Volume, volume)?;
     if !run.mutate(
         "docker::volume_import",
         format!("load {} into volume `{volume}`", source.display()),
@@ -584,6 +712,7 @@ fn volume_backup(
     let image = opt_string(&own, "image")?;
     let what = format!("volume `{volume}`");
     let seal = super::archive::seal_options(&run, &archive, &what)?;
+    must_exist(ctx, Kind::Volume, volume)?;
     if !run.mutate(
         "docker::volume_backup",
         format!(
@@ -641,6 +770,7 @@ fn volumes_backup(ctx: &NativeCallContext, jobs: &Array, options: &Map) -> PrimR
     }
     let mut acting = true;
     for job in &parsed {
+        must_exist(ctx, Kind::Volume, &job.volume)?;
         acting &= run.mutate(
             "docker::volume_backup",
             format!(
@@ -707,6 +837,7 @@ fn volume_restore(
     let image = opt_string(&own, "image")?;
     let what = format!("volume `{volume}`");
     let unseal = super::archive::unseal_options(&run, &archive, &what)?;
+    must_exist(ctx, Kind::Volume, volume)?;
     if !run.mutate(
         "docker::volume_restore",
         format!("load {} into volume `{volume}`", source.display()),
@@ -736,6 +867,7 @@ fn exec_backup(
     let what = format!("container `{container}`");
     let seal = super::archive::seal_options(&run, &archive, &what)?;
     let program = request.argv.first().cloned().unwrap_or_default();
+    must_exist(ctx, Kind::Container, container)?;
     if !run.mutate(
         "docker::exec_backup",
         format!(
@@ -787,6 +919,7 @@ fn exec_restore(
     let what = format!("container `{container}`");
     let unseal = super::archive::unseal_options(&run, &archive, &what)?;
     let mut result = Map::new();
+    must_exist(ctx, Kind::Container, container)?;
     if !run.mutate(
         "docker::exec_restore",
         format!(
@@ -994,13 +1127,17 @@ pub mod api {
     }
 
     /// The engine's inspect of a container, as `docker inspect` shows it (`Config`,
-    /// `HostConfig`, `State`, `Mounts`, `NetworkSettings`, ...).
+    /// `HostConfig`, `State`, `Mounts`, `NetworkSettings`, ...), except that the value of a
+    /// credential-like variable (`dotenv::is_credential`) reads `NAME=***` in `Config.Env` and
+    /// comes as a Secret in `Config.EnvSecrets` (`#{NAME: secret}`).
     #[rhai_fn(return_raw)]
     pub fn inspect(ctx: NativeCallContext, name: &str) -> Result<Map, Box<EvalAltResult>> {
         let inspect = call(&ctx, "inspecting a container", |d| async move {
             d.inspect(name).await
         })?;
-        to_map(&inspect)
+        let mut map = to_map(&inspect)?;
+        super::guard_credentials(&mut map);
+        Ok(map)
     }
 
     /// The regular files at or under a path in a container (running or not), symlinks inside
@@ -1046,6 +1183,7 @@ pub mod api {
     /// Starts a container (a running one is left alone).
     #[rhai_fn(return_raw)]
     pub fn start(ctx: NativeCallContext, name: &str) -> Result<(), Box<EvalAltResult>> {
+        must_exist(&ctx, Kind::Container, name)?;
         change(
             &ctx,
             "docker::start",
@@ -1127,12 +1265,17 @@ pub mod api {
         name: &str,
         new_name: &str,
     ) -> Result<(), Box<EvalAltResult>> {
+        must_exist(&ctx, Kind::Container, name)?;
+        must_be_new(&ctx, new_name)?;
         change(
             &ctx,
             "docker::rename",
             format!("rename container `{name}` to `{new_name}`"),
             |d| async move { d.rename(name, new_name).await },
-        )
+        )?;
+        planned(&ctx, Kind::Container, name, false);
+        planned(&ctx, Kind::Container, new_name, true);
+        Ok(())
     }
 
     /// A container's whole output (stdout and stderr interleaved) as text.
@@ -1290,23 +1433,29 @@ pub mod api {
         image: &str,
         target: &str,
     ) -> Result<(), Box<EvalAltResult>> {
+        must_exist(&ctx, Kind::Image, image)?;
         change(
             &ctx,
             "docker::image_tag",
             format!("tag image `{image}` as `{target}`"),
             |d| async move { d.image_tag(image, target).await },
-        )
+        )?;
+        planned(&ctx, Kind::Image, target, true);
+        Ok(())
     }
 
     /// Removes an image name (refused while a container uses the image).
     #[rhai_fn(name = "image_remove", return_raw)]
     pub fn image_remove(ctx: NativeCallContext, image: &str) -> Result<(), Box<EvalAltResult>> {
+        must_exist(&ctx, Kind::Image, image)?;
         change(
             &ctx,
             "docker::image_remove",
             format!("remove image `{image}`"),
             |d| async move { d.image_remove(image, false).await },
-        )
+        )?;
+        planned(&ctx, Kind::Image, image, false);
+        Ok(())
     }
 
     /// Removes an image with `#{force: true}` (even when containers use it).
@@ -1317,6 +1466,7 @@ pub mod api {
         options: Map,
     ) -> Result<(), Box<EvalAltResult>> {
         let force = opt_bool(&options, "force")?.unwrap_or(false);
+        must_exist(&ctx, Kind::Image, image)?;
         change(
             &ctx,
             "docker::image_remove",
@@ -1325,7 +1475,9 @@ pub mod api {
                 if force { " (forced)" } else { "" }
             ),
             |d| async move { d.image_remove(image, force).await },
-        )
+        )?;
+        planned(&ctx, Kind::Image, image, false);
+        Ok(())
     }
 
     /// Every volume as `#{name, driver, mountpoint, labels, stack}`, sorted by name.
@@ -1391,12 +1543,16 @@ pub mod api {
     /// Removes a volume (refused while a container uses it).
     #[rhai_fn(name = "volume_remove", return_raw)]
     pub fn volume_remove(ctx: NativeCallContext, name: &str) -> Result<(), Box<EvalAltResult>> {
+        must_exist(&ctx, Kind::Volume, name)?;
+        must_be_free(&ctx, name)?;
         change(
             &ctx,
             "docker::volume_remove",
             format!("remove volume `{name}` and its data"),
             |d| async move { d.volume_remove(name, false).await },
-        )
+        )?;
+        planned(&ctx, Kind::Volume, name, false);
+        Ok(())
     }
 
     /// Removes a volume with `#{force: true}`.
@@ -1407,12 +1563,18 @@ pub mod api {
         options: Map,
     ) -> Result<(), Box<EvalAltResult>> {
         let force = opt_bool(&options, "force")?.unwrap_or(false);
+        if !force {
+            must_exist(&ctx, Kind::Volume, name)?;
+        }
+        must_be_free(&ctx, name)?;
         change(
             &ctx,
             "docker::volume_remove",
             format!("remove volume `{name}` and its data"),
             |d| async move { d.volume_remove(name, force).await },
-        )
+        )?;
+        planned(&ctx, Kind::Volume, name, false);
+        Ok(())
     }
 
     /// Writes a volume's content to a tar file (mode 0600; entries `./...` with owners,
@@ -1614,12 +1776,15 @@ pub mod api {
     /// Removes a network (refused while containers are attached).
     #[rhai_fn(return_raw)]
     pub fn network_remove(ctx: NativeCallContext, name: &str) -> Result<(), Box<EvalAltResult>> {
+        must_exist(&ctx, Kind::Network, name)?;
         change(
             &ctx,
             "docker::network_remove",
             format!("remove network `{name}`"),
             |d| async move { d.network_remove(name).await },
-        )
+        )?;
+        planned(&ctx, Kind::Network, name, false);
+        Ok(())
     }
 
     /// Attaches a container to a network.
@@ -1651,6 +1816,8 @@ pub mod api {
         network: &str,
         container: &str,
     ) -> Result<(), Box<EvalAltResult>> {
+        must_exist(&ctx, Kind::Network, network)?;
+        must_exist(&ctx, Kind::Container, container)?;
         change(
             &ctx,
             "docker::network_disconnect",
@@ -1708,6 +1875,36 @@ pub mod api {
     }
 }
 
+/// Masks the values of credential-like variables in an inspect's `Config.Env` and hands them
+/// over as Secrets in `Config.EnvSecrets`, so a playbook that prints an inspect leaks nothing.
+fn guard_credentials(inspect: &mut Map) {
+    let Some(mut config) = inspect.get_mut("Config").and_then(|c| c.write_lock::<Map>()) else {
+        return;
+    };
+    let Some(env) = config.get("Env").and_then(|e| e.read_lock::<Array>().map(|a| a.clone()))
+    else {
+        return;
+    };
+    let mut secrets = Map::new();
+    let env: Array = env
+        .into_iter()
+        .map(|entry| {
+            let text = entry.to_string();
+            match text.split_once('=') {
+                Some((name, value))
+                    if !value.is_empty() && super::dotenv::looks_like_credential(name) =>
+                {
+                    secrets.insert(name.into(), Dynamic::from(Secret::new(value)));
+                    Dynamic::from(format!("{name}={}", crate::secrets::MASK))
+                }
+                _ => entry,
+            }
+        })
+        .collect();
+    config.insert("Env".into(), env.into());
+    config.insert("EnvSecrets".into(), secrets.into());
+}
+
 /// Volumes or networks: a stack's (from its view: labelled, or used by its containers) or
 /// the engine's, carrying the filter's labels either way.
 fn stack_or_labelled<T, F, Fut>(
@@ -1747,7 +1944,9 @@ fn volume_create(ctx: &NativeCallContext, name: &str, options: &Map) -> PrimResu
         "docker::volume_create",
         format!("create volume `{name}`"),
         |d| async move { d.volume_create(name, &volume).await.map(drop) },
-    )
+    )?;
+    planned(ctx, Kind::Volume, name, true);
+    Ok(())
 }
 
 /// How much `read_files` reads unless told: certificate directories, not data volumes.
@@ -1801,6 +2000,8 @@ fn network_connect(
             aliases.join(", ")
         )
     };
+    must_exist(ctx, Kind::Network, network)?;
+    must_exist(ctx, Kind::Container, container)?;
     change(ctx, "docker::network_connect", detail, |d| async move {
         d.network_connect(network, container, &aliases).await
     })
@@ -1817,5 +2018,7 @@ fn network_create(ctx: &NativeCallContext, name: &str, options: &Map) -> PrimRes
         "docker::network_create",
         format!("create network `{name}`"),
         |d| async move { d.network_create(name, &network).await.map(drop) },
-    )
+    )?;
+    planned(ctx, Kind::Network, name, true);
+    Ok(())
 }
