@@ -16,6 +16,7 @@ mod keys;
 mod manifest;
 mod options;
 mod seal;
+mod set_key;
 mod tar_writer;
 mod unseal;
 
@@ -23,10 +24,11 @@ pub use checksum::{sha256_file, HashingWriter};
 pub use error::{Error, Problem};
 pub use extract::{extract, list, unpack, EntryInfo, ExtractOptions, Extracted};
 pub use keys::{generate_identity, parse_recipient, read_identity_file, GeneratedIdentity};
-pub use manifest::{Artifact, Manifest, MANIFEST_FORMAT};
+pub use manifest::{Artifact, Manifest, AUTHENTICATED_FORMAT, MANIFEST_FORMAT};
 pub use options::{
     Compression, Encryption, Key, SealOptions, Stop, DEFAULT_WORK_FACTOR, MAX_WORK_FACTOR,
     MIN_WORK_FACTOR,
 };
 pub use seal::{seal, seal_dir, Sealed};
+pub use set_key::{SetKey, SET_KEY_FILE};
 pub use unseal::{unseal, verify, UnsealOptions, Unsealed, Verified};
