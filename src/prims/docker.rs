@@ -1006,7 +1006,99 @@ fn volume_digest(ctx: &NativeCallContext, volume: &str, options: &Map) -> PrimRe
         "bytes".into(),
         Dynamic::from(INT::try_from(bytes).unwrap_or(INT::MAX)),
     );
+    // Per entry, so a drill can say what changed; a huge volume keeps its totals only.
+    if lines.len() <= DIGEST_LISTING_LIMIT {
+        let listing: Map = lines
+            .iter()
+            .filter_map(|line| line.split_once('\t'))
+            .map(|(path, rest)| (path.into(), rest.to_string().into()))
+            .collect();
+        map.insert("listing".into(), listing.into());
+    }
     Ok(map)
+}
+
+/// How many entries a volume digest lists one by one (beyond that, totals only).
+const DIGEST_LISTING_LIMIT: usize = 50_000;
+
+/// How many changed entries a comparison names before it counts the rest.
+const DIFFERENCES_SHOWN: usize = 10;
+
+/// What changed between two `volume_digest`s, one phrase per entry: ``a.txt`: mode 644 →
+/// 600, content``, ``b.txt`: missing``, ``c.txt`: new``; totals when either has no listing.
+fn digest_differences(before: &Map, after: &Map) -> Vec<String> {
+    let listing = |digest: &Map| -> Option<BTreeMap<String, String>> {
+        let listing = digest.get("listing")?.read_lock::<Map>()?.clone();
+        Some(
+            listing
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    };
+    let totals = || {
+        let n = |digest: &Map, key: &str| digest.get(key).map(ToString::to_string).unwrap_or_default();
+        vec![format!(
+            "{} entries, {} bytes (before: {} entries, {} bytes)",
+            n(after, "entries"),
+            n(after, "bytes"),
+            n(before, "entries"),
+            n(before, "bytes")
+        )]
+    };
+    let (Some(was), Some(now)) = (listing(before), listing(after)) else {
+        return totals();
+    };
+    const FIELDS: [&str; 6] = ["kind", "mode", "owner", "mtime", "link target", "content"];
+    let mut changes = Vec::new();
+    for (path, old) in &was {
+        match now.get(path) {
+            None => changes.push(format!("`{path}`: missing")),
+            Some(new) if new != old => {
+                let what: Vec<String> = old
+                    .split('\t')
+                    .zip(new.split('\t'))
+                    .zip(FIELDS)
+                    .filter(|((a, b), _)| a != b)
+                    .map(|((a, b), field)| match field {
+                        "content" => "content".to_string(),
+                        "mtime" => format!(
+                            "mtime {} → {}",
+                            time_of(a),
+                            time_of(b)
+                        ),
+                        _ => format!("{field} {a} → {b}"),
+                    })
+                    .collect();
+                changes.push(format!("`{path}`: {}", what.join(", ")));
+            }
+            Some(_) => {}
+        }
+    }
+    changes.extend(
+        now.keys()
+            .filter(|path| !was.contains_key(*path))
+            .map(|path| format!("`{path}`: new")),
+    );
+    if changes.is_empty() {
+        return totals();
+    }
+    let more = changes.len().saturating_sub(DIFFERENCES_SHOWN);
+    changes.truncate(DIFFERENCES_SHOWN);
+    if more > 0 {
+        changes.push(format!("and {more} more"));
+    }
+    changes
+}
+
+/// A tar mtime (seconds since the epoch) as a UTC time.
+fn time_of(seconds: &str) -> String {
+    seconds
+        .parse::<i64>()
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| seconds.to_string())
 }
 
 /// Starts or stops a stack's containers in dependency order; returns the names acted on.
@@ -1697,12 +1789,26 @@ pub mod api {
         super::exec_restore(&ctx, container, &argv, file, &options)
     }
 
-    /// A digest of a volume's content (`#{sha256, entries, bytes}`): every entry's path, kind,
-    /// mode, owner, mtime, link target and content hash. Equal digests mean identical trees;
-    /// a disaster-recovery drill compares them before and after.
+    /// A digest of a volume's content (`#{sha256, entries, bytes, listing}`): every entry's
+    /// path, kind, mode, owner, mtime, link target and content hash (`listing`, per path, for
+    /// volumes of up to 50,000 entries). Equal digests mean identical trees; a
+    /// disaster-recovery drill compares them before and after (`digest_differences`).
     #[rhai_fn(name = "volume_digest", return_raw)]
     pub fn volume_digest(ctx: NativeCallContext, volume: &str) -> Result<Map, Box<EvalAltResult>> {
         super::volume_digest(&ctx, volume, &Map::new())
+    }
+
+    /// What changed between two `volume_digest`s of a volume, one phrase per entry, e.g.
+    /// ``"`./notes/a.txt`: mode 644 → 600, content"``, ``"`./b`: missing"``, ``"`./c`: new"``
+    /// (the first ten, then `and N more`); empty when they are equal.
+    pub fn digest_differences(before: Map, after: Map) -> Array {
+        if before.get("sha256").map(ToString::to_string) == after.get("sha256").map(ToString::to_string) {
+            return Array::new();
+        }
+        super::digest_differences(&before, &after)
+            .into_iter()
+            .map(Dynamic::from)
+            .collect()
     }
 
     /// `volume_digest` with options: `image` for the helper container.
@@ -2021,4 +2127,48 @@ fn network_create(ctx: &NativeCallContext, name: &str, options: &Map) -> PrimRes
     )?;
     planned(ctx, Kind::Network, name, true);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(entries: &[(&str, &str)]) -> Map {
+        let mut map = Map::new();
+        map.insert("entries".into(), Dynamic::from(entries.len() as INT));
+        map.insert("bytes".into(), Dynamic::from(2 as INT));
+        let listing: Map = entries
+            .iter()
+            .map(|(path, rest)| ((*path).into(), rest.to_string().into()))
+            .collect();
+        map.insert("listing".into(), listing.into());
+        map
+    }
+
+    #[test]
+    fn differences_name_each_entry_and_what_changed() {
+        let before = digest(&[
+            ("./a", "Regular\t644\t0:0\t1700000000\t\taaa"),
+            ("./b", "Regular\t644\t0:0\t1700000000\t\tbbb"),
+        ]);
+        let after = digest(&[
+            ("./a", "Regular\t600\t1000:1000\t1700000060\t\tccc"),
+            ("./c", "Regular\t644\t0:0\t1700000000\t\tbbb"),
+        ]);
+        assert_eq!(
+            digest_differences(&before, &after),
+            vec![
+                "`./a`: mode 644 → 600, owner 0:0 → 1000:1000, mtime 2023-11-14 22:13:20 → \
+                 2023-11-14 22:14:20, content",
+                "`./b`: missing",
+                "`./c`: new",
+            ]
+        );
+        let mut unlisted = before.clone();
+        unlisted.remove("listing");
+        assert_eq!(
+            digest_differences(&unlisted, &after),
+            vec!["2 entries, 2 bytes (before: 2 entries, 2 bytes)"]
+        );
+    }
 }
