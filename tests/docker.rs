@@ -1474,7 +1474,7 @@ print(c.Config.Env);
 log::info(`env: ${{c.Config.Env}}`);
 let password = c.Config.EnvSecrets.POSTGRES_PASSWORD;
 let check = docker::exec("{app}", ["sh", "-c", "printf %s \"$P\" | wc -c"], #{{ env: #{{ P: password }}, read_only: true }});
-#{{ env: c.Config.Env, type: type_of(password), length: check.stdout.trim(), inspect: c }}"#
+#{{ env: c.Config.Env, type: type_of(password), length: check.stdout.trimmed(), inspect: c }}"#
         ),
     );
     let r = result(&out);
@@ -1529,7 +1529,7 @@ fn digest_differences_name_the_entries_and_what_changed() {
     let r = result(&out);
     assert_eq!(
         r["changes"],
-        json!(["`./a`: mode 644 → 600", "`./b`: missing", "`./c`: new"]),
+        json!(["`./a`: mode 0644 → 0600", "`./b`: missing", "`./c`: new"]),
         "{r}"
     );
     assert_eq!(r["same"], json!([]));

@@ -1024,8 +1024,8 @@ const DIGEST_LISTING_LIMIT: usize = 50_000;
 /// How many changed entries a comparison names before it counts the rest.
 const DIFFERENCES_SHOWN: usize = 10;
 
-/// What changed between two `volume_digest`s, one phrase per entry: ``a.txt`: mode 644 →
-/// 600, content``, ``b.txt`: missing``, ``c.txt`: new``; totals when either has no listing.
+/// What changed between two `volume_digest`s, one phrase per entry: ``a.txt`: mode 0644 →
+/// 0600, content``, ``b.txt`: missing``, ``c.txt`: new``; totals when either has no listing.
 fn digest_differences(before: &Map, after: &Map) -> Vec<String> {
     let listing = |digest: &Map| -> Option<BTreeMap<String, String>> {
         let listing = digest.get("listing")?.read_lock::<Map>()?.clone();
@@ -1067,6 +1067,7 @@ fn digest_differences(before: &Map, after: &Map) -> Vec<String> {
                             time_of(a),
                             time_of(b)
                         ),
+                        "mode" => format!("mode {} → {}", permissions(a), permissions(b)),
                         _ => format!("{field} {a} → {b}"),
                     })
                     .collect();
@@ -1089,6 +1090,13 @@ fn digest_differences(before: &Map, after: &Map) -> Vec<String> {
         changes.push(format!("and {more} more"));
     }
     changes
+}
+
+/// A tar mode (octal, with the file-type bits some tar writers keep) as permissions: `0644`.
+fn permissions(mode: &str) -> String {
+    u32::from_str_radix(mode, 8)
+        .map(|m| format!("{:04o}", m & 0o7777))
+        .unwrap_or_else(|_| mode.to_string())
 }
 
 /// A tar mtime (seconds since the epoch) as a UTC time.
@@ -1799,7 +1807,7 @@ pub mod api {
     }
 
     /// What changed between two `volume_digest`s of a volume, one phrase per entry, e.g.
-    /// ``"`./notes/a.txt`: mode 644 → 600, content"``, ``"`./b`: missing"``, ``"`./c`: new"``
+    /// ``"`./notes/a.txt`: mode 0644 → 0600, content"``, ``"`./b`: missing"``, ``"`./c`: new"``
     /// (the first ten, then `and N more`); empty when they are equal.
     pub fn digest_differences(before: Map, after: Map) -> Array {
         if before.get("sha256").map(ToString::to_string) == after.get("sha256").map(ToString::to_string) {
@@ -2158,7 +2166,7 @@ mod tests {
         assert_eq!(
             digest_differences(&before, &after),
             vec![
-                "`./a`: mode 644 → 600, owner 0:0 → 1000:1000, mtime 2023-11-14 22:13:20 → \
+                "`./a`: mode 0644 → 0600, owner 0:0 → 1000:1000, mtime 2023-11-14 22:13:20 → \
                  2023-11-14 22:14:20, content",
                 "`./b`: missing",
                 "`./c`: new",
