@@ -40,6 +40,9 @@ fn fingerprint(stack: &Stack) -> String {
     )
 }
 
+/// A change to a manifest, in the operator's words and as an edit of its JSON.
+type ManifestEdit<'a> = (&'static str, Box<dyn Fn(&mut serde_json::Value) + 'a>);
+
 fn edit_manifest(set: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> String {
     let path = set.join("manifest.json");
     let original = std::fs::read_to_string(&path).unwrap();
@@ -74,7 +77,7 @@ fn a_manifest_changed_in_any_way_is_refused_before_anything_changes() {
     // A volume that belongs to no stack, which an altered manifest would have restore delete.
     let bystander = stack.objects.volume("bystander", &[]);
     let before = fingerprint(&stack);
-    let edits: [(&str, Box<dyn Fn(&mut serde_json::Value)>); 3] = [
+    let edits: [ManifestEdit; 3] = [
         (
             "a row count",
             Box::new(|m| {
