@@ -1391,7 +1391,11 @@ fn a_dry_run_fails_where_the_run_would_and_follows_its_own_plan() {
         report["error"],
         format!("error: step `stop it` failed: container `{missing}`: not found")
     );
-    assert_eq!(report["actions"], json!([]), "nothing planned past the failure");
+    assert_eq!(
+        report["actions"],
+        json!([]),
+        "nothing planned past the failure"
+    );
 
     // A volume still mounted (by a stopped container too) cannot be removed; once the plan
     // removes its container, it can. A volume the plan creates can be loaded.
@@ -1410,8 +1414,9 @@ fn a_dry_run_fails_where_the_run_would_and_follows_its_own_plan() {
     );
     out.expect_code(1);
     assert!(
-        out.stderr
-            .contains(&format!("volume `{volume}`: in use by container {user} (remove it first)")),
+        out.stderr.contains(&format!(
+            "volume `{volume}`: in use by container {user} (remove it first)"
+        )),
         "{}",
         out.stderr
     );
@@ -1443,7 +1448,10 @@ fn a_dry_run_fails_where_the_run_would_and_follows_its_own_plan() {
             "docker::volume_import"
         ]
     );
-    assert!(docker(&["volume", "ls", "-q"]).contains(&volume), "a dry run changed nothing");
+    assert!(
+        docker(&["volume", "ls", "-q"]).contains(&volume),
+        "a dry run changed nothing"
+    );
 }
 
 #[test]

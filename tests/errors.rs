@@ -6,7 +6,8 @@ mod common;
 
 use common::{header, Workspace};
 
-const FAILING: &str = "step(\"first\", || 1);\nstep(\"second\", || {\n    throw \"disk is full\";\n});\n";
+const FAILING: &str =
+    "step(\"first\", || 1);\nstep(\"second\", || {\n    throw \"disk is full\";\n});\n";
 
 #[test]
 fn a_failed_step_reads_as_a_sentence_with_the_step_and_how_to_resume() {
@@ -46,7 +47,11 @@ fn a_failed_step_reads_as_a_sentence_with_the_step_and_how_to_resume() {
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("runbook run --resume "), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("runbook run --resume "),
+        "{}",
+        out.stderr
+    );
 
     // A dry run changed nothing: there is nothing to resume.
     let out = ws.run(&["run", "fail.rhai", "--dry-run"]);
@@ -105,14 +110,21 @@ fn bad_parameters_are_usage_errors_before_the_first_change() {
             "{args:?}: {}",
             out.stderr
         );
-        assert!(!ws.join("backups").exists(), "{args:?} created the set directory");
+        assert!(
+            !ws.join("backups").exists(),
+            "{args:?} created the set directory"
+        );
     }
     assert!(
         ws.join("empty-passphrase").exists() && ws.journals().is_empty(),
         "a refused run leaves no journal"
     );
     let out = ws.run(&["run", "backup", "-p", "stack=shop", "-p", &empty]);
-    assert!(out.stderr.trim_end().ends_with("is empty"), "{}", out.stderr);
+    assert!(
+        out.stderr.trim_end().ends_with("is empty"),
+        "{}",
+        out.stderr
+    );
 
     // The constraints are part of the header, shown by `runbook show`.
     let out = ws.run(&["show", "backup"]);
@@ -142,7 +154,10 @@ fn header_constraints_check_values_and_defaults() {
         serde_json::json!({"mode": "fast", "only": ["a", "b"], "keep": 7})
     );
     for (arg, expected) in [
-        ("mode=slow", "parameter `mode` must be one of fast, safe, got `slow`"),
+        (
+            "mode=slow",
+            "parameter `mode` must be one of fast, safe, got `slow`",
+        ),
         ("only=a,c", "parameter `only` must be one of a, b, got `c`"),
         ("keep=-1", "parameter `keep` must be at least 0, got -1"),
     ] {
@@ -184,7 +199,8 @@ fn check_fails_on_a_call_to_a_function_that_does_not_exist() {
         out.stderr
     );
     assert!(
-        out.stderr.contains("7 | let rows = docker::contaners(#{});"),
+        out.stderr
+            .contains("7 | let rows = docker::contaners(#{});"),
         "{}",
         out.stderr
     );
@@ -237,7 +253,11 @@ fn an_ad_hoc_script_without_a_header_runs() {
     ws.write("half.rhai", "//! name: half\n\n1\n");
     let out = ws.run(&["run", "half.rhai"]);
     out.expect_code(2);
-    assert!(out.stderr.contains("the header has no `version:` line"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the header has no `version:` line"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// A small filesystem that fills up, when this test may mount one (root).
@@ -284,7 +304,9 @@ fn a_full_disk_names_the_file_and_says_nothing_was_left() {
     let file = ws.join("small/data.tar.zst").display().to_string();
     let small_dir = ws.join("small").display().to_string();
     assert!(
-        out.stderr.contains(&format!("volume `v1` ({file}): the disk is full (No space left on device")),
+        out.stderr.contains(&format!(
+            "volume `v1` ({file}): the disk is full (No space left on device"
+        )),
         "{}",
         out.stderr
     );

@@ -35,7 +35,11 @@ fn runbook(dir: &Path, args: &[&str]) -> common::Outcome {
 
 #[test]
 fn the_quickstart_works_for_a_new_user_against_demo_stack() {
-    if !common::require("Docker and the test images", available(), "see ENVIRONMENT.md") {
+    if !common::require(
+        "Docker and the test images",
+        available(),
+        "see ENVIRONMENT.md",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -280,7 +280,8 @@ mod tests {
 
     #[test]
     fn calls_outside_comments_and_strings_with_their_positions() {
-        let src = "import \"audit\" as audit;\n// docker::nope()\nlet x = docker::contaners(#{});\n\
+        let src =
+            "import \"audit\" as audit;\n// docker::nope()\nlet x = docker::contaners(#{});\n\
                    let s = \"fs::nope()\";\nlet t = `${ fs::exists(\"a\") } and crypto::x()`;\n\
                    /* a /* nested */ log::nope() */ audit::ports(c, []);\nlet k = global::X;\n";
         let calls = namespaced_calls(src);

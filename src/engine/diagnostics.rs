@@ -167,7 +167,11 @@ mod tests {
         let sources = |_: &str| Some(text.to_string());
         let e = eval_error("p.rhai", &err, None, &sources);
         assert!(!e.thrown);
-        assert!(e.render(false).starts_with("error: p.rhai:1:9: "), "{}", e.render(false));
+        assert!(
+            e.render(false).starts_with("error: p.rhai:1:9: "),
+            "{}",
+            e.render(false)
+        );
     }
 
     #[test]

@@ -126,6 +126,7 @@ impl Header {
             version: semver::Version::new(0, 0, 0),
             description: "ad-hoc script (no header)".into(),
             destructive: false,
+            locks_stack: false,
             params: Vec::new(),
             details: String::new(),
         }
@@ -330,7 +331,11 @@ mod tests {
         let src = "//! name: x\n//! version: 1.0.0\n//! description: d\n\
             //! param level: int = 30 (1..19)\n";
         let err = Header::parse(src).unwrap_err();
-        assert!(err.message.contains("must be between 1 and 19"), "{}", err.message);
+        assert!(
+            err.message.contains("must be between 1 and 19"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -69,7 +69,9 @@ impl Constraint {
         if text == "non-empty" {
             return match kind {
                 ParamType::String | ParamType::List | ParamType::Path => Ok(Constraint::NonEmpty),
-                _ => Err(format!("(non-empty) applies to string, list and path, not {kind}")),
+                _ => Err(format!(
+                    "(non-empty) applies to string, list and path, not {kind}"
+                )),
             };
         }
         if let Some((min, max)) = text.split_once("..") {
@@ -270,9 +272,9 @@ impl Param {
 /// that would otherwise show only after the first change).
 fn non_empty_file(name: &str, path: &str) -> Result<(), String> {
     match std::fs::read(path) {
-        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Err(format!(
-            "parameter `{name}`: file {path} is empty"
-        )),
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
+            Err(format!("parameter `{name}`: file {path} is empty"))
+        }
         Ok(_) => Ok(()),
         Err(e) => Err(format!("parameter `{name}`: cannot read {path}: {e}")),
     }

@@ -171,7 +171,11 @@ mod tests {
             err,
             "parameter `stack` is given twice (-p stack=...); it takes one value"
         );
-        let b = bind(&h, &given(&[("stack", "a"), ("only", "x"), ("only", "y,z")])).unwrap();
+        let b = bind(
+            &h,
+            &given(&[("stack", "a"), ("only", "x"), ("only", "y,z")]),
+        )
+        .unwrap();
         assert_eq!(b.values["only"], serde_json::json!(["x", "y", "z"]));
     }
 }
