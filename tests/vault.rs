@@ -985,8 +985,14 @@ fn vault_backup_and_restore_round_trip_with_private_modes() {
         let bytes = std::fs::read(set.join(artifact["file"].as_str().unwrap())).unwrap();
         assert!(bytes.starts_with(b"age-encryption.org/v1"));
         assert!(!String::from_utf8_lossy(&bytes).contains(CANARY));
-        assert_eq!(artifact["encryption"], "age-passphrase");
+        // Encrypted to the set's own key, which the passphrase wraps (set format v2).
+        assert_eq!(artifact["encryption"], "age-recipients");
     }
+    assert_eq!(manifest["format"], "runbook-manifest/2");
+    assert_eq!(manifest["metadata"]["key_wrap"], "age-passphrase");
+    assert!(std::fs::read(set.join("key.age"))
+        .unwrap()
+        .starts_with(b"age-encryption.org/v1"));
 
     // The material drifts: a changed token, a lost key, loose modes.
     ws.write("operator/root-token", "s.replaced-by-mistake\n");
@@ -1067,8 +1073,8 @@ fn vault_restore_refuses_a_corrupted_set_or_a_wrong_passphrase_and_touches_nothi
     let out = vault_restore(&ws, PASSPHRASE, &[]);
     out.expect_code(1);
     assert!(
-        out.stderr
-            .contains("1 of 4 artifacts do not match: `tls` (tls.tar.zst.age) has SHA-256"),
+        out.stderr.contains("is damaged: tls (")
+            && out.stderr.contains("tls.tar.zst.age): its SHA-256 is"),
         "{}",
         out.stderr
     );
