@@ -10,6 +10,7 @@
 //! and what `tar -c | zstd | age -r KEY` writes opens here.
 
 mod checksum;
+mod entry_rules;
 mod error;
 mod extract;
 mod keys;
@@ -21,7 +22,8 @@ mod unseal;
 
 pub use checksum::{sha256_file, HashingWriter};
 pub use error::{Error, Problem};
-pub use extract::{extract, list, unpack, EntryInfo, ExtractOptions, Extracted};
+pub use entry_rules::{EntryRules, SpecialFiles};
+pub use extract::{check_stream, extract, list, unpack, EntryInfo, ExtractOptions, Extracted};
 pub use keys::{generate_identity, parse_recipient, read_identity_file, GeneratedIdentity};
 pub use manifest::{Artifact, Manifest, MANIFEST_FORMAT};
 pub use options::{
