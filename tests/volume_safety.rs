@@ -198,6 +198,8 @@ fn volume_tar(hostile: &[Raw]) -> Vec<u8> {
         gnu.linkname[..e.link.len()].copy_from_slice(e.link.as_bytes());
         header.set_entry_type(e.kind);
         header.set_mode(if e.kind.is_dir() { 0o755 } else { 0o644 });
+        header.set_uid(0);
+        header.set_gid(0);
         header.set_mtime(1_600_000_000);
         header.set_size(e.data.len() as u64);
         if matches!(e.kind, tar::EntryType::Char | tar::EntryType::Block) {
