@@ -211,9 +211,10 @@ pub fn check_stream(
     io::copy(&mut inner, &mut io::sink()).map_err(|e| stream_error(e, source, None))?;
     if let Some(forward) = forward.as_mut() {
         let mut end = std::mem::take(&mut *taken.borrow_mut());
-        // The padding of the last entry and the first zero block the reader stopped at, then
-        // a full end marker of our own.
-        end.resize(end.len().next_multiple_of(512) + 1024, 0);
+        // The padding of the last entry (under 512 bytes) and the zero block the reader
+        // stopped at, if the stream had one: completed to the two zero blocks of an end marker.
+        let missing = if end.len() >= 512 { 512 } else { 1024 };
+        end.resize(end.len() + missing, 0);
         forward(&end).map_err(|e| Error::from_io(e, source, "pass on"))?;
     }
     Ok(())
