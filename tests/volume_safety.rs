@@ -272,14 +272,22 @@ fn a_hostile_volume_tar_fails_verify_and_restore_naming_the_entry_and_the_stack_
     for (what, hostile, expected) in cases {
         substitute(&ws, &set, &file, &volume_tar(&hostile), &stack.recipients);
         let verify = stack.run(&ws, "verify-backup", &[]);
-        assert_eq!(verify.code, 1, "{what}: verify-backup must fail:\n{}", verify.stderr);
+        assert_eq!(
+            verify.code, 1,
+            "{what}: verify-backup must fail:\n{}",
+            verify.stderr
+        );
         assert!(
             verify.stderr.contains(expected),
             "{what}: verify-backup names the entry ({expected}):\n{}",
             verify.stderr
         );
         let restore = stack.run(&ws, "restore", &["--yes"]);
-        assert_eq!(restore.code, 1, "{what}: restore must fail:\n{}", restore.stderr);
+        assert_eq!(
+            restore.code, 1,
+            "{what}: restore must fail:\n{}",
+            restore.stderr
+        );
         assert!(
             restore.stderr.contains(expected),
             "{what}: restore names the entry:\n{}",
@@ -313,7 +321,9 @@ fn a_load_refused_part_way_leaves_the_volume_empty() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         out.stderr.contains(&format!("volume `{volume}`"))
-            && out.stderr.contains("archive entry `./x/../../etc` contains `..`")
+            && out
+                .stderr
+                .contains("archive entry `./x/../../etc` contains `..`")
             && out.stderr.contains("the volume is empty again"),
         "one sentence names the volume, the entry and what became of the volume:\n{}",
         out.stderr
@@ -330,7 +340,10 @@ fn a_load_refused_part_way_leaves_the_volume_empty() {
         "-A",
         "/v",
     ]);
-    assert_eq!(listing, "", "nothing of the refused archive is in the volume");
+    assert_eq!(
+        listing, "",
+        "nothing of the refused archive is in the volume"
+    );
     assert!(
         helpers_of_volume(&volume).is_empty(),
         "the helper container is gone"
@@ -474,7 +487,11 @@ impl EngineProxy {
                     all.push(client.try_clone().unwrap());
                     all.push(engine.try_clone().unwrap());
                 }
-                pipe(client.try_clone().unwrap(), engine.try_clone().unwrap(), false);
+                pipe(
+                    client.try_clone().unwrap(),
+                    engine.try_clone().unwrap(),
+                    false,
+                );
                 pipe(engine, client, true);
             }
         });
@@ -521,7 +538,10 @@ fn outcome(output: std::process::Output) -> Outcome {
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let until = Instant::now() + limit;
     while !done() {
-        assert!(Instant::now() < until, "{what} did not happen within {limit:?}");
+        assert!(
+            Instant::now() < until,
+            "{what} did not happen within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -686,13 +706,18 @@ fn restore_refuses_while_a_live_run_holds_a_volume_and_doctor_clears_a_dead_ones
     let refused = stack.run(&ws, "restore", &["--yes"]);
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(
-        refused.stderr.contains(&format!("in use by helper container {live}"))
+        refused
+            .stderr
+            .contains(&format!("in use by helper container {live}"))
             && refused.stderr.contains("nothing was removed"),
         "{}",
         refused.stderr
     );
     assert_eq!(stack.state(), before, "the stack is untouched");
-    assert!(docker_ok(&["inspect", &live]), "a live run's helper is left alone");
+    assert!(
+        docker_ok(&["inspect", &live]),
+        "a live run's helper is left alone"
+    );
     docker(&["rm", "-f", &live]);
 
     // A helper whose process is gone (a pid start time that never was).

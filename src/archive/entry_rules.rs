@@ -244,9 +244,7 @@ mod tests {
 
     #[test]
     fn unknown_entry_types_are_refused() {
-        let e = rules()
-            .check(b"x", T::new(b'Z'), None)
-            .unwrap_err();
+        let e = rules().check(b"x", T::new(b'Z'), None).unwrap_err();
         assert!(e.contains("unsupported entry type `Z`"));
     }
 }

@@ -133,6 +133,9 @@ pub fn unpack(
     Ok(done)
 }
 
+/// Where [`check_stream`] passes the bytes of a stream on to.
+pub type Forward<'a> = &'a mut dyn FnMut(&[u8]) -> io::Result<()>;
+
 /// How many bytes of headers (PAX and GNU extensions included) one entry may have.
 const MAX_HEADER_BYTES: usize = 1 << 20;
 
@@ -146,7 +149,7 @@ pub fn check_stream(
     tar: impl Read,
     source: &Path,
     rules: &mut EntryRules,
-    mut forward: Option<&mut dyn FnMut(&[u8]) -> io::Result<()>>,
+    mut forward: Option<Forward<'_>>,
     mut visit: impl FnMut(&EntryInfo) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let taken = Rc::new(RefCell::new(Vec::new()));
@@ -156,7 +159,7 @@ pub fn check_stream(
     };
     let mut archive = tar::Archive::new(recorder);
     let mut buf = vec![0; BUFFER];
-    let pass = |forward: &mut Option<&mut dyn FnMut(&[u8]) -> io::Result<()>>| {
+    let pass = |forward: &mut Option<Forward<'_>>| {
         let Some(forward) = forward.as_mut() else {
             return Ok(());
         };
@@ -173,17 +176,15 @@ pub fn check_stream(
         let name = display(&raw);
         if !is_metadata(kind) {
             let link = entry.link_name_bytes().map(|l| l.into_owned());
-            rules
-                .check(&raw, kind, link.as_deref())
-                .map_err(|reason| {
-                    Error::new(
-                        source,
-                        Problem::Unsafe {
-                            entry: name.clone(),
-                            reason,
-                        },
-                    )
-                })?;
+            rules.check(&raw, kind, link.as_deref()).map_err(|reason| {
+                Error::new(
+                    source,
+                    Problem::Unsafe {
+                        entry: name.clone(),
+                        reason,
+                    },
+                )
+            })?;
             visit(&entry_info(&entry, kind, name.clone(), source)?)?;
         }
         if taken.borrow().len() > MAX_HEADER_BYTES {

@@ -21,8 +21,8 @@ mod tar_writer;
 mod unseal;
 
 pub use checksum::{sha256_file, HashingWriter};
-pub use error::{Error, Problem};
 pub use entry_rules::{EntryRules, SpecialFiles};
+pub use error::{Error, Problem};
 pub use extract::{check_stream, extract, list, unpack, EntryInfo, ExtractOptions, Extracted};
 pub use keys::{generate_identity, parse_recipient, read_identity_file, GeneratedIdentity};
 pub use manifest::{Artifact, Manifest, MANIFEST_FORMAT};

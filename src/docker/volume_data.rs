@@ -287,7 +287,11 @@ impl Docker {
     }
 
     /// Removes the volume and makes it again as it was made: empty.
-    async fn empty_again(&self, volume: &str, inspect: bollard::models::Volume) -> Result<(), String> {
+    async fn empty_again(
+        &self,
+        volume: &str,
+        inspect: bollard::models::Volume,
+    ) -> Result<(), String> {
         self.volume_remove(volume, false).await.map_err(|e| {
             format!("it could not be emptied again ({e}): remove it before using it")
         })?;
@@ -659,10 +663,16 @@ mod tests {
             panic!("the `..` entry passed");
         };
         drop(tx);
-        assert!(e.to_string().contains("archive entry `./x/../../etc` contains `..`"));
+        assert!(e
+            .to_string()
+            .contains("archive entry `./x/../../etc` contains `..`"));
         let (bytes, failed) = received(&mut rx);
         assert!(failed, "the upload must end with an error");
         // The root and `./a` (header and content) went through, nothing of the refused entry.
-        assert!(bytes == tar[..1024 + 5], "{} bytes went through", bytes.len());
+        assert!(
+            bytes == tar[..1024 + 5],
+            "{} bytes went through",
+            bytes.len()
+        );
     }
 }

@@ -142,7 +142,9 @@ impl HelperRow {
         format!(
             "run {} (pid {} on host {})",
             self.run.as_deref().unwrap_or("?"),
-            self.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+            self.pid
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "?".into()),
             self.host.as_deref().unwrap_or("?")
         )
     }
@@ -282,7 +284,8 @@ mod tests {
 
     #[test]
     fn the_start_time_is_read_past_a_command_with_spaces() {
-        let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let stat =
+            "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(parse_start_time(stat), Some(987654));
     }
 

@@ -39,7 +39,7 @@ fn connection(run: &Run) -> PrimResult<Docker> {
         .map_err(|e| error(e.to_string()))?
         .for_run(&run.id);
     connections.insert(run.id.clone(), docker.clone());
-    remove_helpers_at_end(&run, docker.clone());
+    remove_helpers_at_end(run, docker.clone());
     Ok(docker)
 }
 
@@ -67,12 +67,16 @@ fn clean_helpers(ctx: &NativeCallContext, volumes: &Array) -> PrimResult<Map> {
         );
         if run.mutate("docker::remove", detail) {
             let id = row.id.as_str();
-            call(ctx, &format!("removing container `{}`", row.name), |d| async move {
-                match d.remove(id, true, true).await {
-                    Err(docker::DockerError::NotFound { .. }) => Ok(()),
-                    other => other,
-                }
-            })?;
+            call(
+                ctx,
+                &format!("removing container `{}`", row.name),
+                |d| async move {
+                    match d.remove(id, true, true).await {
+                        Err(docker::DockerError::NotFound { .. }) => Ok(()),
+                        other => other,
+                    }
+                },
+            )?;
         }
         removed.push(row.name.into());
     }
@@ -1491,7 +1495,10 @@ pub mod api {
     /// runs whose process is gone. Returns `#{removed: [names], held: [helpers]}`, `held`
     /// being those of live runs (or of another host), which are left alone.
     #[rhai_fn(return_raw)]
-    pub fn clean_helpers(ctx: NativeCallContext, volumes: Array) -> Result<Map, Box<EvalAltResult>> {
+    pub fn clean_helpers(
+        ctx: NativeCallContext,
+        volumes: Array,
+    ) -> Result<Map, Box<EvalAltResult>> {
         super::clean_helpers(&ctx, &volumes)
     }
 
