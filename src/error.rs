@@ -12,7 +12,8 @@ pub enum ExitCode {
     Failed = 1,
     /// Bad usage: unknown playbook, invalid parameter, a playbook that does not compile.
     Usage = 2,
-    /// Refused: a confirmation was not given, or a dry run met an action it cannot plan.
+    /// Refused: a confirmation was not given, another run holds the stack's lock, or a dry run
+    /// met an action it cannot plan.
     Refused = 3,
     /// Interrupted by Ctrl-C or SIGTERM; the journal is left resumable.
     Interrupted = 130,

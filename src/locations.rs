@@ -39,3 +39,8 @@ pub fn data_dir() -> PathBuf {
 pub fn runs_dir() -> PathBuf {
     state_dir().join("runs")
 }
+
+/// Where the stack locks are, one `<stack>.lock` file per stack a locking run has acted on.
+pub fn locks_dir() -> PathBuf {
+    state_dir().join("locks")
+}

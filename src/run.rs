@@ -120,6 +120,7 @@ pub struct Run {
     exit_status: Mutex<Option<i32>>,
     cleanups: Mutex<Vec<(String, Cleanup)>>,
     gate: Mutex<Option<Arc<dyn StepGate>>>,
+    set_keys: Mutex<HashMap<String, crate::archive::SetKey>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -155,7 +156,19 @@ impl Run {
             exit_status: Mutex::default(),
             cleanups: Mutex::default(),
             gate: Mutex::default(),
+            set_keys: Mutex::default(),
         })
+    }
+
+    /// Keeps a backup set's data key for the rest of the run, under `id` (the SHA-256 of its
+    /// `key.age`): a set's key is derived from the operator's key once per run.
+    pub fn remember_set_key(&self, id: String, key: crate::archive::SetKey) {
+        lock(&self.set_keys).insert(id, key);
+    }
+
+    /// A set key remembered under `id`.
+    pub fn set_key(&self, id: &str) -> Option<crate::archive::SetKey> {
+        lock(&self.set_keys).get(id).cloned()
     }
 
     /// The run a registered function was called from.

@@ -60,12 +60,7 @@ fn backup_then_wipe_then_restore_gives_identical_volumes_and_equal_row_counts() 
     let counts_before = stack.counts();
     assert_eq!(counts_before, "750/3/Zoë,Åsa,O'Brien");
 
-    let backup = run(
-        &ws,
-        "backup",
-        &stack,
-        &["-p", &recipients, "-p", &identity, "--json"],
-    );
+    let backup = run(&ws, "backup", &stack, &["-p", &recipients, "--json"]);
     backup.expect_code(0);
     let set = &sets(&ws, &stack)[0];
     let names: Vec<String> = artifacts(set)
@@ -165,7 +160,7 @@ fn verify_catches_a_flipped_byte_in_any_artifact_and_a_truncated_set() {
     let ws = Workspace::new();
     let stack = Stack::new(&ws);
     let (identity, recipients) = keys(&ws);
-    run(&ws, "backup", &stack, &["-p", &recipients, "-p", &identity]).expect_code(0);
+    run(&ws, "backup", &stack, &["-p", &recipients]).expect_code(0);
     let set = sets(&ws, &stack)[0].clone();
 
     let deep = run(
@@ -335,8 +330,6 @@ fn a_backup_killed_midway_leaves_no_set_that_looks_complete() {
             &format!("stack={}", stack.name),
             "-p",
             &recipients,
-            "-p",
-            &identity,
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -46,11 +46,14 @@ impl Drill {
         })
     }
 
-    /// `run PLAYBOOK -p stack=.. -p identity=.. -p recipients=.. EXTRA...`.
+    /// `run PLAYBOOK -p stack=.. -p identity=.. -p recipients=.. EXTRA...` (backup writes to
+    /// the recipients and needs no identity).
     fn argv<'a>(&'a self, playbook: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         let mut argv = vec!["run", playbook];
         for k in &self.keys {
-            argv.extend(["-p", k.as_str()]);
+            if playbook != "backup" || !k.starts_with("identity=") {
+                argv.extend(["-p", k.as_str()]);
+            }
         }
         argv.extend_from_slice(extra);
         argv

@@ -69,16 +69,11 @@ impl Small {
         env: &[(&str, &str)],
     ) -> Outcome {
         let stack = format!("stack={}", self.name);
-        let mut args = vec![
-            "run",
-            playbook,
-            "-p",
-            &stack,
-            "-p",
-            &self.recipients,
-            "-p",
-            &self.identity,
-        ];
+        let mut args = vec!["run", playbook, "-p", &stack, "-p", &self.recipients];
+        // A backup only writes: it takes the public keys alone.
+        if playbook != "backup" {
+            args.extend(["-p", &self.identity]);
+        }
         args.extend_from_slice(extra);
         ws.run_env(&args, env)
     }
@@ -133,33 +128,32 @@ fn read_manifest(set: &Path) -> serde_json::Value {
 }
 
 /// Puts `tar` in the place of the set's artifact `file`, sealed as the set's own are (zstd,
-/// age to the recipients), and fixes the manifest's record of it. With the authenticated
-/// manifest this is where the test re-signs the manifest (it holds the set's key).
-fn substitute(ws: &Workspace, set: &Path, file: &str, tar: &[u8], recipients: &str) {
+/// to the set's data key), and records it in the manifest, authenticated again under the
+/// set's key: what someone holding the operator's key could do. The rules must stop it.
+fn substitute(ws: &Workspace, set: &Path, file: &str, tar: &[u8], identity: &str) {
     let plain = ws.join("hostile.tar");
     std::fs::write(&plain, tar).unwrap();
-    let recipients_file = recipients.trim_start_matches("recipients=");
-    let dest = set.join(file);
-    std::fs::remove_file(&dest).unwrap();
+    let set_dir = set.display().to_string();
     let body = format!(
-        "archive::seal({:?}, {:?}, #{{ recipients_file: {:?} }})",
-        plain.display().to_string(),
-        dest.display().to_string(),
-        recipients_file
+        r#"
+let key = backup::open_set_key({set_dir:?}, #{{ identity: {identity:?} }});
+let sealed = archive::seal({plain:?}, fs::join({set_dir:?}, {file:?}), key.write);
+let path = fs::join({set_dir:?}, "manifest.json");
+let manifest = manifest::read(path);
+let artifacts = [];
+for a in manifest.artifacts {{
+    if a.file == {file:?} {{
+        a.sha256 = sealed.sha256;
+        a.size = sealed.size;
+    }}
+    artifacts.push(a);
+}}
+manifest::write(path, #{{ artifacts: artifacts, metadata: manifest.metadata }}, key);
+"#,
+        identity = identity.trim_start_matches("identity="),
+        plain = plain.display().to_string(),
     );
-    let sealed = common::docker::result(&common::docker::playbook(ws, &body));
-    let mut manifest = read_manifest(set);
-    for a in manifest["artifacts"].as_array_mut().unwrap() {
-        if a["file"] == file {
-            a["sha256"] = sealed["sha256"].clone();
-            a["size"] = sealed["size"].clone();
-        }
-    }
-    std::fs::write(
-        set.join("manifest.json"),
-        serde_json::to_string_pretty(&manifest).unwrap(),
-    )
-    .unwrap();
+    common::docker::result(&common::docker::playbook(ws, &body));
 }
 
 /// One raw tar entry, written header by header (the tar crate's builder refuses these).
@@ -270,7 +264,7 @@ fn a_hostile_volume_tar_fails_verify_and_restore_naming_the_entry_and_the_stack_
         ),
     ];
     for (what, hostile, expected) in cases {
-        substitute(&ws, &set, &file, &volume_tar(&hostile), &stack.recipients);
+        substitute(&ws, &set, &file, &volume_tar(&hostile), &stack.identity);
         let verify = stack.run(&ws, "verify-backup", &[]);
         assert_eq!(
             verify.code, 1,
@@ -523,7 +517,10 @@ fn pipe(mut from: UnixStream, mut to: UnixStream, slow: bool) {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        let _ = to.shutdown(std::net::Shutdown::Write);
+        // Either side gone closes the connection both ways, as a dead process's socket does:
+        // the engine stops what it was sending.
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        let _ = from.shutdown(std::net::Shutdown::Both);
     });
 }
 
@@ -564,8 +561,6 @@ fn no_helper_outlives_a_killed_backup_and_restore_goes_right_after() {
             &format!("stack={}", stack.name),
             "-p",
             &stack.recipients,
-            "-p",
-            &stack.identity,
         ])
         .env("DOCKER_HOST", proxy.host())
         .stdout(std::process::Stdio::null())
@@ -622,8 +617,6 @@ fn no_helper_outlives_a_run_whose_engine_went_away_mid_copy() {
             &format!("stack={}", stack.name),
             "-p",
             &stack.recipients,
-            "-p",
-            &stack.identity,
             "--json",
         ])
         .env("DOCKER_HOST", proxy.host())
@@ -795,8 +788,6 @@ fn no_helper_outlives_a_run_whose_engine_restarted_mid_backup() {
             &format!("stack={}", stack.name),
             "-p",
             &stack.recipients,
-            "-p",
-            &stack.identity,
             "--json",
         ])
         .env("DOCKER_HOST", proxy.host())

@@ -7,11 +7,15 @@ use std::path::{Component, Path};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{sha256_file, Error, Problem, Sealed};
+use super::{sha256_file, Error, Problem, Sealed, SetKey};
 use crate::atomic_file;
 
-/// The `format` field of the manifests this version writes and reads.
+/// The `format` field of a manifest that nothing authenticates (v1 backup sets, and the
+/// manifests of other playbooks' archives).
 pub const MANIFEST_FORMAT: &str = "runbook-manifest/1";
+/// The `format` field of an authenticated manifest: a backup set of format v2, whose `mac`
+/// is an HMAC under the set's key over the whole manifest.
+pub const AUTHENTICATED_FORMAT: &str = "runbook-manifest/2";
 
 /// A backup set's manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +27,9 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
     pub artifacts: Vec<Artifact>,
+    /// HMAC-SHA256 under the set's key over the manifest without this field (format v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// One file of a backup set.
@@ -71,7 +78,42 @@ impl Manifest {
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             metadata,
             artifacts: Vec::new(),
+            mac: None,
         }
+    }
+
+    /// Whether this is an authenticated (format v2) manifest.
+    pub fn is_authenticated(&self) -> bool {
+        self.format == AUTHENTICATED_FORMAT
+    }
+
+    /// Makes this an authenticated manifest: format v2, MAC under `key`.
+    pub fn authenticate(&mut self, key: &SetKey) {
+        self.format = AUTHENTICATED_FORMAT.to_string();
+        self.mac = Some(key.mac(&self.signed_bytes()));
+    }
+
+    /// Checks the MAC of an authenticated manifest read from `path` against `key`: any change
+    /// to any field (counts, volumes, artifacts, names) fails it.
+    pub fn check_mac(&self, path: &Path, key: &SetKey) -> Result<(), Error> {
+        let refuse = |why: &str| Err(Error::new(path, Problem::Refused(why.to_string())));
+        match &self.mac {
+            _ if !self.is_authenticated() => refuse("the manifest is not authenticated (format v1)"),
+            None => refuse("the manifest has no MAC: it was altered, refused"),
+            Some(mac) if key.mac_matches(&self.signed_bytes(), mac) => Ok(()),
+            Some(_) => refuse(
+                "the manifest does not match its MAC under the set's key: it was altered after the set was written (or belongs to another set's key), refused",
+            ),
+        }
+    }
+
+    /// What the MAC covers: the manifest as serialised, without the MAC.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let unsigned = Manifest {
+            mac: None,
+            ..self.clone()
+        };
+        serde_json::to_vec(&unsigned).expect("a manifest serialises")
     }
 
     /// Reads and checks the shape of a manifest (not the files it lists: see [`verify`]).
@@ -124,9 +166,9 @@ impl Manifest {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.format != MANIFEST_FORMAT {
+        if self.format != MANIFEST_FORMAT && self.format != AUTHENTICATED_FORMAT {
             return Err(format!(
-                "format `{}`, expected `{MANIFEST_FORMAT}`",
+                "format `{}`, expected `{MANIFEST_FORMAT}` or `{AUTHENTICATED_FORMAT}`",
                 self.format
             ));
         }
@@ -233,6 +275,49 @@ mod tests {
         );
         assert!(message.contains("`c` (c.bin) has SHA-256"), "{message}");
         assert!(!message.contains("`d`"), "{message}");
+    }
+
+    #[test]
+    fn an_authenticated_manifest_refuses_any_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SetKey::generate();
+        let mut metadata = Map::new();
+        metadata.insert("covered_volumes".into(), serde_json::json!(["pgdata"]));
+        metadata.insert("rows".into(), serde_json::json!({"public.items": 3}));
+        let mut manifest = Manifest::new(metadata);
+        manifest
+            .artifacts
+            .push(artifact(dir.path(), "a", "content"));
+        manifest.authenticate(&key);
+        let path = dir.path().join("manifest.json");
+        manifest.write(&path).unwrap();
+        let read = Manifest::read(&path).unwrap();
+        assert!(read.is_authenticated());
+        read.check_mac(&path, &key).unwrap();
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (from, to) in [
+            ("\"public.items\": 3", "\"public.items\": 4"),
+            ("\"pgdata\"", "\"other\""),
+            ("\"name\": \"a\"", "\"name\": \"b\""),
+        ] {
+            assert!(text.contains(from), "{from} in {text}");
+            std::fs::write(&path, text.replace(from, to)).unwrap();
+            let altered = Manifest::read(&path).unwrap();
+            let message = altered.check_mac(&path, &key).unwrap_err().to_string();
+            assert!(message.contains("does not match its MAC"), "{message}");
+        }
+        let mut stripped = read.clone();
+        stripped.mac = None;
+        assert!(stripped.check_mac(&path, &key).is_err());
+        assert!(read.check_mac(&path, &SetKey::generate()).is_err());
+        let mut v1 = read.clone();
+        v1.format = MANIFEST_FORMAT.into();
+        assert!(v1
+            .check_mac(&path, &key)
+            .unwrap_err()
+            .to_string()
+            .contains("not authenticated"));
     }
 
     #[test]

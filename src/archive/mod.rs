@@ -17,6 +17,7 @@ mod keys;
 mod manifest;
 mod options;
 mod seal;
+mod set_key;
 mod tar_writer;
 mod unseal;
 
@@ -25,10 +26,11 @@ pub use entry_rules::{EntryRules, SpecialFiles};
 pub use error::{Error, Problem};
 pub use extract::{check_stream, extract, list, unpack, EntryInfo, ExtractOptions, Extracted};
 pub use keys::{generate_identity, parse_recipient, read_identity_file, GeneratedIdentity};
-pub use manifest::{Artifact, Manifest, MANIFEST_FORMAT};
+pub use manifest::{Artifact, Manifest, AUTHENTICATED_FORMAT, MANIFEST_FORMAT};
 pub use options::{
     Compression, Encryption, Key, SealOptions, Stop, DEFAULT_WORK_FACTOR, MAX_WORK_FACTOR,
     MIN_WORK_FACTOR,
 };
 pub use seal::{seal, seal_dir, Sealed};
+pub use set_key::{SetKey, SET_KEY_FILE};
 pub use unseal::{unseal, verify, UnsealOptions, Unsealed, Verified};

@@ -82,6 +82,9 @@ pub fn show(args: ShowArgs) -> Result<()> {
     if p.header.destructive {
         println!("destructive: yes (asks for confirmation; --yes answers in scripts)");
     }
+    if p.header.locks_stack {
+        println!("locks: the stack (one locking run per stack at a time; --wait-lock waits)");
+    }
     if !p.header.details.is_empty() {
         println!("\n{}", p.header.details);
     }

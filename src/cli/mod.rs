@@ -18,7 +18,8 @@ Exit codes:
   0    success
   1    the playbook failed (a step raised an error, or --timeout stopped it)
   2    usage or compile error (unknown playbook, bad parameter, syntax error)
-  3    refused (no confirmation, or an action that cannot be planned in a dry run)
+  3    refused (no confirmation, the stack is locked by another run, or an action
+       that cannot be planned in a dry run)
   130  interrupted (Ctrl-C / SIGTERM); the run can be finished with --resume
 
 Environment:

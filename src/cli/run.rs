@@ -12,6 +12,7 @@ use crate::run::RunOptions;
   runbook run backup -p stack=shop
   runbook run dr -p stack=shop --dry-run
   runbook run restore -p stack=shop --yes --json
+  runbook run backup -p stack=shop --wait-lock 10m
   runbook run --resume 20261122T164001Z-dr-3f2a")]
 pub struct RunArgs {
     /// Playbook name (see `runbook list`) or path to a .rhai file.
@@ -28,12 +29,18 @@ pub struct RunArgs {
     /// Print the report as JSON on stdout (logs stay on stderr).
     #[arg(long)]
     pub json: bool,
-    /// Finish an interrupted or failed run: completed steps are skipped and hand back their results.
+    /// Finish an interrupted or failed run: completed steps are skipped and hand back their
+    /// results. Its parameters and flags (--yes, --allow-exec, --allow-path, --timeout,
+    /// --wait-lock) apply again; those given again replace them.
     #[arg(long, value_name = "RUN_ID")]
     pub resume: Option<String>,
     /// Stop the run after this long, e.g. 30s, 10m, 1h.
-    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// When another run holds the stack's lock, wait this long for it (e.g. 5m) instead of
+    /// refusing at once (exit 3).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait_lock: Option<std::time::Duration>,
     /// Allow the playbook to run host commands (host::run).
     #[arg(long)]
     pub allow_exec: bool,
@@ -43,7 +50,7 @@ pub struct RunArgs {
     pub allow_path: Vec<PathBuf>,
 }
 
-fn parse_timeout(text: &str) -> std::result::Result<std::time::Duration, String> {
+fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("`{text}` is not a duration like 30s or 10m: {e}"))
 }
@@ -68,6 +75,7 @@ pub fn execute(args: RunArgs) -> Result<()> {
         },
         resume: args.resume,
         allow_paths: args.allow_path,
+        wait_lock: args.wait_lock,
         print_to_stderr: args.json,
         gate: None,
     };

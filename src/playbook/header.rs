@@ -5,6 +5,7 @@
 //! //! version: 1.2.0
 //! //! description: Back up every volume, database and container spec of a stack.
 //! //! destructive: false
+//! //! locks: stack
 //! //! param stack: string required        -- compose project or runbook.stack label
 //! //! param backup_dir: path = "./backups" -- where backup sets are written
 //! //!
@@ -76,6 +77,9 @@ pub struct Header {
     pub version: semver::Version,
     pub description: String,
     pub destructive: bool,
+    /// `locks: stack`: a real run holds the lock of the stack its `stack` parameter names,
+    /// so no other locking run acts on that stack at the same time.
+    pub locks_stack: bool,
     pub params: Vec<Param>,
     /// The longer description after the fields.
     pub details: String,
@@ -110,7 +114,7 @@ impl Header {
             } else if text.is_empty() {
                 in_details = fields.any();
             } else {
-                fields.take(text).map_err(|message| HeaderError {
+                fields.take(text, line_no).map_err(|message| HeaderError {
                     line: line_no,
                     message,
                 })?;
@@ -123,11 +127,24 @@ impl Header {
         let name = fields.name.ok_or_else(|| missing("name"))?;
         let version = fields.version.ok_or_else(|| missing("version"))?;
         let description = fields.description.ok_or_else(|| missing("description"))?;
+        if let Some(line) = fields.locks_stack {
+            match fields.params.iter().find(|p| p.name == "stack") {
+                Some(p) if p.kind == ParamType::String => {}
+                _ => {
+                    return Err(HeaderError {
+                        line,
+                        message: "`locks: stack` needs a `param stack: string` naming the stack"
+                            .into(),
+                    })
+                }
+            }
+        }
         Ok(Header {
             name,
             version,
             description,
             destructive: fields.destructive.unwrap_or(false),
+            locks_stack: fields.locks_stack.is_some(),
             params: fields.params,
             details: details.join("\n").trim().to_string(),
         })
@@ -145,6 +162,8 @@ struct Fields {
     version: Option<semver::Version>,
     description: Option<String>,
     destructive: Option<bool>,
+    /// The line of `locks: stack`.
+    locks_stack: Option<usize>,
     params: Vec<Param>,
 }
 
@@ -153,7 +172,7 @@ impl Fields {
         self.name.is_some() || self.version.is_some() || self.description.is_some()
     }
 
-    fn take(&mut self, text: &str) -> Result<(), String> {
+    fn take(&mut self, text: &str, line: usize) -> Result<(), String> {
         if let Some(rest) = text.strip_prefix("param ") {
             let param = parse_param(rest.trim())?;
             if self.params.iter().any(|p| p.name == param.name) {
@@ -192,10 +211,18 @@ impl Fields {
                     }
                 })
             }
+            "locks" => {
+                if value != "stack" {
+                    return Err(format!(
+                        "locks must be `stack` (the stack its `stack` parameter names), found `{value}`"
+                    ));
+                }
+                self.locks_stack = Some(line);
+            }
             other => {
                 return Err(format!(
                     "unknown header field `{other}` (known: name, version, description, \
-                     destructive, param; free text goes after a blank `//!` line)"
+                     destructive, locks, param; free text goes after a blank `//!` line)"
                 ))
             }
         }
@@ -285,6 +312,7 @@ mod tests {
         assert_eq!(h.name, "backup");
         assert_eq!(h.version, semver::Version::new(1, 2, 0));
         assert!(!h.destructive);
+        assert!(!h.locks_stack);
         assert_eq!(h.params.len(), 3);
         assert!(h.params[0].required);
         assert_eq!(h.params[1].kind, ParamType::Path);
@@ -320,5 +348,28 @@ mod tests {
         let src =
             "//! name: x\n//! version: 1.0.0\n//! description: d\n//! param n: int required = 3\n";
         assert!(Header::parse(src).is_err());
+    }
+
+    #[test]
+    fn locks_stack_needs_a_stack_parameter() {
+        let base = "//! name: x\n//! version: 1.0.0\n//! description: d\n//! locks: stack\n";
+        let h = Header::parse(&format!("{base}//! param stack: string required\n")).unwrap();
+        assert!(h.locks_stack);
+        let err = Header::parse(base).unwrap_err();
+        assert_eq!(err.line, 4);
+        assert!(
+            err.message.contains("param stack: string"),
+            "{}",
+            err.message
+        );
+        let err = Header::parse(&format!("{base}//! param stack: int\n")).unwrap_err();
+        assert_eq!(err.line, 4);
+        let src = "//! name: x\n//! version: 1.0.0\n//! description: d\n//! locks: host\n";
+        let err = Header::parse(src).unwrap_err();
+        assert!(
+            err.message.contains("locks must be `stack`"),
+            "{}",
+            err.message
+        );
     }
 }

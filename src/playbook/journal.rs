@@ -134,6 +134,15 @@ impl RunRecord {
         Ok(record)
     }
 
+    /// The `run_start` event of the last attempt (what it ran with).
+    pub fn last_start(&self) -> &Value {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "run_start")
+            .unwrap_or(&self.start)
+    }
+
     /// The outcome of the last attempt: `success`, `failed`, `refused`, `interrupted`, or
     /// `killed` when the journal stops without an end.
     pub fn outcome(&self) -> &str {

@@ -1,9 +1,11 @@
 //! Playbooks: finding them, reading their header without running them, binding parameters,
-//! and the journal that records every run.
+//! the journal that records every run, and the stack lock that keeps mutating runs apart.
 
 pub mod catalog;
+pub mod flags;
 pub mod header;
 pub mod journal;
+pub mod lock;
 pub mod params;
 pub mod runner;
 

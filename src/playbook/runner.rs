@@ -10,7 +10,9 @@ use rhai::{Dynamic, Map, Scope};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::flags::RunFlags;
 use super::journal::{self, CompletedStep, Journal, RunRecord};
+use super::lock::{Holder, LockError, StackLock};
 use super::{params, ParamType, Playbook};
 use crate::engine::{self, diagnostics};
 use crate::error::{Error, Result};
@@ -31,6 +33,9 @@ pub struct RunRequest {
     pub resume: Option<String>,
     /// Directories allowed beyond the defaults (`--allow-path`).
     pub allow_paths: Vec<PathBuf>,
+    /// How long to wait for the stack lock another run holds (`--wait-lock`); refuse at once
+    /// when `None`.
+    pub wait_lock: Option<std::time::Duration>,
     /// `print` goes to stderr (stdout is reserved for the JSON report).
     pub print_to_stderr: bool,
     /// Holds each top-level step until the REPL lets it go.
@@ -83,10 +88,26 @@ pub struct RunReport {
 /// a playbook that started and failed returns a report with that outcome.
 pub fn run(request: RunRequest) -> Result<RunReport> {
     let started = Instant::now();
-    let (playbook, given, run_id, resumed, attempt) = prepare(&request)?;
+    let Prepared {
+        playbook,
+        given,
+        run_id,
+        resumed,
+        attempt,
+        flags,
+    } = prepare(&request)?;
     let bound = params::bind(&playbook.header, &given).map_err(Error::Usage)?;
+    // Held until this function returns, whichever way; before the run is built, so waiting
+    // for it does not count against --timeout.
+    let _stack_lock = stack_lock(&playbook, &bound, &run_id, &request.options, &flags)?;
 
-    let sandbox = sandbox(&request.allow_paths);
+    let options = RunOptions {
+        assume_yes: flags.yes,
+        allow_exec: flags.allow_exec,
+        timeout: flags.timeout,
+        ..request.options.clone()
+    };
+    let sandbox = sandbox(&flags.allow_paths);
     let script_params = script_params(&playbook, &bound, &sandbox)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -96,7 +117,7 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
         .map_err(|e| Error::io("cannot start the async runtime", e))?;
     let run = Run::new(
         run_id.clone(),
-        request.options.clone(),
+        options,
         sandbox,
         runtime.handle().clone(),
         None,
@@ -131,6 +152,7 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
                 "params": bound.values,
                 "given": given.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
                 "dry_run": request.options.dry_run,
+                "flags": flags.to_json(),
             }),
             true,
         )
@@ -202,15 +224,36 @@ pub fn sandbox(allow_paths: &[PathBuf]) -> Sandbox {
     )
 }
 
-type Prepared = (
-    Playbook,
-    Vec<(String, String)>,
-    String,
-    BTreeMap<String, CompletedStep>,
-    usize,
-);
+/// A run about to start: its playbook, parameters and flags, new or taken from the run it resumes.
+struct Prepared {
+    playbook: Playbook,
+    /// `-p` pairs: the earlier run's, overridden by those given now.
+    given: Vec<(String, String)>,
+    run_id: String,
+    /// Steps earlier attempts completed.
+    resumed: BTreeMap<String, CompletedStep>,
+    attempt: usize,
+    /// The flags given now, over the earlier attempt's.
+    flags: RunFlags,
+}
 
-/// Finds the playbook and, when resuming, checks the earlier run and takes its parameters.
+/// The flags as given on this command line; relative paths made absolute for the journal.
+fn given_flags(request: &RunRequest) -> RunFlags {
+    RunFlags {
+        yes: request.options.assume_yes,
+        allow_exec: request.options.allow_exec,
+        allow_paths: request
+            .allow_paths
+            .iter()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect(),
+        timeout: request.options.timeout,
+        wait_lock: request.wait_lock,
+    }
+}
+
+/// Finds the playbook and, when resuming, checks the earlier run and takes its parameters
+/// and flags.
 fn prepare(request: &RunRequest) -> Result<Prepared> {
     let Some(resume_id) = &request.resume else {
         let target = request.target.as_deref().ok_or_else(|| {
@@ -218,7 +261,14 @@ fn prepare(request: &RunRequest) -> Result<Prepared> {
         })?;
         let playbook = Playbook::load(target)?;
         let run_id = journal::new_run_id(&playbook.header.name);
-        return Ok((playbook, request.params.clone(), run_id, BTreeMap::new(), 1));
+        return Ok(Prepared {
+            playbook,
+            given: request.params.clone(),
+            run_id,
+            resumed: BTreeMap::new(),
+            attempt: 1,
+            flags: given_flags(request),
+        });
     };
     let record = RunRecord::load(resume_id)?;
     if record.start["dry_run"] == true {
@@ -249,8 +299,9 @@ fn prepare(request: &RunRequest) -> Result<Prepared> {
             short(&playbook.sha256)
         )));
     }
-    // The earlier parameters, overridden by any given now.
-    let mut given: Vec<(String, String)> = record.start["given"]
+    // The last attempt's parameters (each attempt records what it ran with), overridden by
+    // any given now.
+    let mut given: Vec<(String, String)> = record.last_start()["given"]
         .as_array()
         .into_iter()
         .flatten()
@@ -258,13 +309,47 @@ fn prepare(request: &RunRequest) -> Result<Prepared> {
         .filter(|(k, _)| !request.params.iter().any(|(n, _)| n == k))
         .collect();
     given.extend(request.params.iter().cloned());
-    Ok((
+    let flags = given_flags(request).over(&RunFlags::from_json(&record.last_start()["flags"]));
+    Ok(Prepared {
         playbook,
         given,
-        resume_id.clone(),
-        record.completed,
-        record.attempts + 1,
-    ))
+        run_id: resume_id.clone(),
+        resumed: record.completed,
+        attempt: record.attempts + 1,
+        flags,
+    })
+}
+
+/// Takes the lock of the stack a `locks: stack` playbook acts on; a dry run, which changes
+/// nothing, takes none.
+fn stack_lock(
+    playbook: &Playbook,
+    bound: &params::Bound,
+    run_id: &str,
+    options: &RunOptions,
+    flags: &RunFlags,
+) -> Result<Option<StackLock>> {
+    if !playbook.header.locks_stack || options.dry_run {
+        return Ok(None);
+    }
+    let Some(stack) = bound.values.get("stack").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    if stack.is_empty() {
+        return Ok(None);
+    }
+    let holder = Holder::this_process(run_id, &playbook.header.name);
+    match StackLock::acquire(&locations::locks_dir(), stack, &holder, flags.wait_lock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(err @ LockError::Busy { .. }) => Err(Error::Refused(err.to_string())),
+        Err(LockError::Io { path, source }) => Err(Error::io(
+            format!(
+                "cannot take the lock of stack `{stack}` ({})",
+                path.display()
+            ),
+            source,
+        )),
+    }
 }
 
 fn short(sha: &str) -> &str {

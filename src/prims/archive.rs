@@ -5,7 +5,8 @@
 //!
 //! Keys come as options: `#{passphrase: secret}` (scrypt work factor `work_factor`, default
 //! 18), `#{recipients: ["age1..."]}` or `#{recipients_file: path}` to write, `#{identity:
-//! path}` to read, `#{encrypt: false}` for an unencrypted file.
+//! path}` or `#{identity_key: secret}` (an `AGE-SECRET-KEY-1...` Secret, as a backup set's key)
+//! to read, `#{encrypt: false}` for an unencrypted file.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ const SEAL_KEYS: &[&str] = &[
 const OPEN_KEYS: &[&str] = &[
     "passphrase",
     "identity",
+    "identity_key",
     "sha256",
     "size",
     "special_files",
@@ -47,7 +49,7 @@ fn int(n: u64) -> Dynamic {
     Dynamic::from(INT::try_from(n).unwrap_or(INT::MAX))
 }
 
-fn check_keys(options: &Map, allowed: &[&str], what: &str) -> PrimResult<()> {
+pub(crate) fn check_keys(options: &Map, allowed: &[&str], what: &str) -> PrimResult<()> {
     for key in options.keys() {
         if !allowed.contains(&key.as_str()) {
             return Err(error(format!(
@@ -107,7 +109,9 @@ fn recipients(run: &Run, options: &Map, what: &str) -> PrimResult<Vec<age::x2551
         .collect()
 }
 
-fn encryption(run: &Run, options: &Map, what: &str) -> PrimResult<Encryption> {
+/// The encryption a key option map asks for (`passphrase`, `recipients`, `recipients_file`,
+/// `encrypt: false`).
+pub(crate) fn encryption(run: &Run, options: &Map, what: &str) -> PrimResult<Encryption> {
     let passphrase = passphrase(options, what)?;
     let recipients = recipients(run, options, what)?;
     let encrypt = opt_bool(options, "encrypt")?.unwrap_or(true);
@@ -164,21 +168,7 @@ pub(crate) fn seal_options(run: &Arc<Run>, options: &Map, what: &str) -> PrimRes
 
 pub(crate) fn unseal_options(run: &Run, options: &Map, what: &str) -> PrimResult<UnsealOptions> {
     check_keys(options, OPEN_KEYS, what)?;
-    let passphrase = passphrase(options, what)?;
-    let identity = opt_string(options, "identity")?;
-    let key = match (passphrase, identity) {
-        (Some(_), Some(_)) => {
-            return Err(error(format!(
-                "{what}: give a passphrase or an identity, not both"
-            )))
-        }
-        (Some(passphrase), None) => Key::Passphrase(passphrase),
-        (None, Some(file)) => {
-            let path = checked_path(run, &file)?;
-            Key::Identities(archive::read_identity_file(&path).map_err(|e| error(e.to_string()))?)
-        }
-        (None, None) => Key::None,
-    };
+    let key = open_key(run, options, what)?;
     let size = match opt_int(options, "size")? {
         Some(n) => {
             Some(u64::try_from(n).map_err(|_| error(format!("{what}: `size` {n} is negative")))?)
@@ -198,6 +188,37 @@ pub(crate) fn unseal_options(run: &Run, options: &Map, what: &str) -> PrimResult
         artifact: opt_string(options, "name")?,
         special_files,
     })
+}
+
+/// The key a key option map opens with: `passphrase`, `identity` (a file) or `identity_key`
+/// (a Secret); [`Key::None`] when none is given.
+pub(crate) fn open_key(run: &Run, options: &Map, what: &str) -> PrimResult<Key> {
+    let passphrase = passphrase(options, what)?;
+    let identity = opt_string(options, "identity")?;
+    let identity_key = match options.get("identity_key").filter(|v| !v.is_unit()) {
+        None => None,
+        Some(v) => Some(
+            v.read_lock::<Secret>()
+                .map(|s| s.clone())
+                .ok_or_else(|| error(format!("{what}: option `identity_key` must be a Secret")))?,
+        ),
+    };
+    match (passphrase, identity, identity_key) {
+        (Some(passphrase), None, None) => Ok(Key::Passphrase(passphrase)),
+        (None, Some(file), None) => {
+            let path = checked_path(run, &file)?;
+            Ok(Key::Identities(
+                archive::read_identity_file(&path).map_err(|e| error(e.to_string()))?,
+            ))
+        }
+        (None, None, Some(secret)) => archive::SetKey::from_identity(&secret)
+            .map(|key| key.key())
+            .map_err(|why| error(format!("{what}: {why}"))),
+        (None, None, None) => Ok(Key::None),
+        _ => Err(error(format!(
+            "{what}: give one key: a passphrase, an identity or an identity_key"
+        ))),
+    }
 }
 
 pub(crate) fn sealed_map(sealed: &Sealed, name: Option<&str>) -> Map {

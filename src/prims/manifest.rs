@@ -88,7 +88,12 @@ fn artifact(run: &Run, dir: &Path, value: &Dynamic, index: usize) -> PrimResult<
     })
 }
 
-fn write(ctx: &NativeCallContext, path: &str, manifest: &Map) -> PrimResult<()> {
+fn write(
+    ctx: &NativeCallContext,
+    path: &str,
+    manifest: &Map,
+    key: Option<crate::archive::SetKey>,
+) -> PrimResult<()> {
     let run = Run::of(ctx);
     let target = checked_path(&run, path)?;
     for key in manifest.keys() {
@@ -123,12 +128,15 @@ fn write(ctx: &NativeCallContext, path: &str, manifest: &Map) -> PrimResult<()> 
     for (index, value) in artifacts.iter().enumerate() {
         written.artifacts.push(artifact(&run, dir, value, index)?);
     }
+    if let Some(key) = &key {
+        written.authenticate(key);
+    }
     std::fs::create_dir_all(dir)
         .map_err(|e| error(format!("cannot create the directory of {path}: {e}")))?;
     written.write(&target).map_err(|e| error(e.to_string()))
 }
 
-fn to_dynamic(manifest: &Manifest) -> Dynamic {
+pub(crate) fn to_dynamic(manifest: &Manifest) -> Dynamic {
     crate::value::from_json(&serde_json::to_value(manifest).expect("a manifest serialises"))
 }
 
@@ -146,7 +154,20 @@ pub mod api {
         path: &str,
         manifest: Map,
     ) -> Result<(), Box<EvalAltResult>> {
-        super::write(&ctx, path, &manifest)
+        super::write(&ctx, path, &manifest, None)
+    }
+
+    /// Writes a backup set's manifest (as `write`) authenticated under the set's key
+    /// (`backup::new_set_key`): format v2, whose every field `backup::open_set` checks.
+    #[rhai_fn(name = "write", return_raw)]
+    pub fn write_authenticated(
+        ctx: NativeCallContext,
+        path: &str,
+        manifest: Map,
+        set_key: Map,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let key = crate::prims::backup::set_key_of(&set_key, "manifest::write")?;
+        super::write(&ctx, path, &manifest, Some(key))
     }
 
     /// Reads a manifest (its shape checked, not its files) as a map.
