@@ -17,7 +17,6 @@ pub mod repl;
 pub mod retention;
 pub mod run;
 pub mod sandbox;
-pub mod secret_store;
 pub mod secrets;
 pub mod value;
 pub mod vault;

@@ -251,7 +251,7 @@ fn openssl_and_openbao_certificates_are_classed_in_all_three_formats() {
 
     let sources = ["paths=certs", "vault_mount=pki"];
     let out = cert_check(&ws, Some(&bao), &[&sources[..], &["format=json"]].concat());
-    out.expect_code(0);
+    out.expect_code(2); // three are critical: the report, then exit 2
     let found = findings(&out);
     for (object, want) in [
         ("sixty.example", "ok"),
@@ -275,7 +275,7 @@ fn openssl_and_openbao_certificates_are_classed_in_all_three_formats() {
         .any(|f| f.0 == "expired" && f.2.contains("expired.example")));
 
     let out = cert_check(&ws, Some(&bao), &[&sources[..], &["format=table"]].concat());
-    out.expect_code(0);
+    out.expect_code(2);
     assert!(
         out.stdout.contains("3 ok, 2 warning, 3 critical"),
         "{}",
@@ -401,7 +401,7 @@ fn renew_reissues_expiring_certificates_from_openbao_into_files_and_mounts() {
         Some(&bao),
         &[&renew[..], &["--dry-run", "--json"]].concat(),
     );
-    out.expect_code(0);
+    out.expect_code(2); // nothing renewed in a dry run: the report still has the critical ones
     let actions: Vec<String> = out.json()["actions"]
         .as_array()
         .unwrap()
@@ -436,7 +436,7 @@ fn renew_reissues_expiring_certificates_from_openbao_into_files_and_mounts() {
         Some(&bao),
         &[&renew[..], &["format=json", "--yes"]].concat(),
     );
-    out.expect_code(0);
+    out.expect_code(2); // other.pem stays critical: not Vault's to renew
     let found = findings(&out);
     assert_eq!(
         severity_of(&found, "tls/shop.crt (CN=shop.example.test)"),

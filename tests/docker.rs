@@ -1382,3 +1382,173 @@ fn the_engine_is_reached_over_tcp_and_over_tls_with_client_certificates() {
         out.stderr
     );
 }
+
+#[test]
+fn a_dry_run_fails_where_the_run_would_and_follows_its_own_plan() {
+    let Some((ws, objects)) = setup() else {
+        return;
+    };
+    let missing = objects.name("nope");
+    let out = playbook_with(
+        &ws,
+        &format!("step(\"stop it\", || docker::stop(\"{missing}\"));"),
+        &["--dry-run"],
+        &[],
+    );
+    out.expect_code(1);
+    let report = out.json();
+    assert_eq!(
+        report["error"],
+        format!("error: step `stop it` failed: container `{missing}`: not found")
+    );
+    assert_eq!(
+        report["actions"],
+        json!([]),
+        "nothing planned past the failure"
+    );
+
+    // A volume still mounted (by a stopped container too) cannot be removed; once the plan
+    // removes its container, it can. A volume the plan creates can be loaded.
+    let volume = objects.volume("used", &[]);
+    let user = objects.create(
+        "user",
+        &["-v", &format!("{volume}:/data")],
+        BUSYBOX,
+        &["true"],
+    );
+    let out = playbook_with(
+        &ws,
+        &format!("docker::volume_remove(\"{volume}\");"),
+        &["--dry-run"],
+        &[],
+    );
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains(&format!(
+            "volume `{volume}`: in use by container {user} (remove it first)"
+        )),
+        "{}",
+        out.stderr
+    );
+    let fresh = objects.track_volume(&objects.name("fresh"));
+    ws.write("data.tar", "");
+    let out = playbook_with(
+        &ws,
+        &format!(
+            "docker::remove(\"{user}\");\ndocker::volume_remove(\"{volume}\");\n\
+             docker::volume_create(\"{fresh}\");\ndocker::volume_import(\"{fresh}\", \"data.tar\");"
+        ),
+        &["--dry-run"],
+        &[],
+    );
+    out.expect_code(0);
+    let report = out.json();
+    let planned: Vec<&str> = report["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            "docker::remove",
+            "docker::volume_remove",
+            "docker::volume_create",
+            "docker::volume_import"
+        ]
+    );
+    assert!(
+        docker(&["volume", "ls", "-q"]).contains(&volume),
+        "a dry run changed nothing"
+    );
+}
+
+#[test]
+fn inspect_masks_credential_values_and_hands_them_over_as_secrets() {
+    let Some((ws, objects)) = setup() else {
+        return;
+    };
+    let literal = format!("lit-{}-Passw0rd", run_id());
+    let app = objects.run(
+        "creds",
+        &[
+            "-e",
+            &format!("POSTGRES_PASSWORD={literal}"),
+            "-e",
+            "API_TOKEN=tok-value-1234",
+            "-e",
+            "PLAIN_SETTING=visible",
+        ],
+        BUSYBOX,
+        SLEEPER,
+    );
+    let out = playbook(
+        &ws,
+        &format!(
+            r#"let c = docker::inspect("{app}");
+print(c);
+print(c.Config.Env);
+log::info(`env: ${{c.Config.Env}}`);
+let password = c.Config.EnvSecrets.POSTGRES_PASSWORD;
+let check = docker::exec("{app}", ["sh", "-c", "printf %s \"$P\" | wc -c"], #{{ env: #{{ P: password }}, read_only: true }});
+#{{ env: c.Config.Env, type: type_of(password), length: check.stdout.trimmed(), inspect: c }}"#
+        ),
+    );
+    let r = result(&out);
+    let env: Vec<&str> = r["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"POSTGRES_PASSWORD=***"), "{env:?}");
+    assert!(env.contains(&"API_TOKEN=***"), "{env:?}");
+    assert!(env.contains(&"PLAIN_SETTING=visible"), "{env:?}");
+    assert_eq!(r["type"], "Secret");
+    assert_eq!(
+        r["length"],
+        literal.len().to_string(),
+        "the real value reaches an exec"
+    );
+    for leaked in [literal.as_str(), "tok-value-1234"] {
+        assert!(!out.all_output().contains(leaked), "{leaked} printed");
+        assert!(!ws.journals().contains(leaked), "{leaked} journaled");
+    }
+}
+
+#[test]
+fn digest_differences_name_the_entries_and_what_changed() {
+    let Some((ws, objects)) = setup() else {
+        return;
+    };
+    let volume = objects.volume("drill", &[]);
+    let mount = format!("{volume}:/data");
+    let box_run = |script: &str| {
+        docker(&["run", "--rm", "-v", &mount, BUSYBOX, "sh", "-c", script]);
+    };
+    box_run("echo one > /data/a && echo two > /data/b && chmod 644 /data/a /data/b && touch -d '2026-01-01 00:00:00' /data/a /data/b /data");
+    let before = playbook(&ws, &format!("docker::volume_digest(\"{volume}\")"));
+    let before = result(&before);
+    assert!(
+        before["listing"]["./a"].is_string(),
+        "a per-entry listing: {before}"
+    );
+    box_run("chmod 600 /data/a && touch -d '2026-01-01 00:00:00' /data/a && echo TWO > /data/b && touch -d '2026-01-01 00:00:00' /data/b && rm /data/b && echo new > /data/c && touch -d '2026-01-01 00:00:00' /data/c /data");
+    ws.write("before.json", &before.to_string());
+    let out = playbook(
+        &ws,
+        &format!(
+            "let before = fs::read_json(\"before.json\");\n\
+             let after = docker::volume_digest(\"{volume}\");\n\
+             #{{ changes: docker::digest_differences(before, after), same: docker::digest_differences(after, after) }}"
+        ),
+    );
+    let r = result(&out);
+    assert_eq!(
+        r["changes"],
+        json!(["`./a`: mode 0644 → 0600", "`./b`: missing", "`./c`: new"]),
+        "{r}"
+    );
+    assert_eq!(r["same"], json!([]));
+}

@@ -259,7 +259,7 @@ fn every_planted_fault_is_found_with_its_severity_and_fix_repairs_only_the_safe_
         &f.name,
         &["-p", &services, "-p", "format=json"],
     );
-    out.expect_code(1); // critical findings fail the run after the report
+    out.expect_code(2); // the report, then the exit status of the worst finding: critical
     let found = findings(&out);
     let port = format!("host port {}/tcp", f.port);
     for (id, object, want) in [
@@ -300,7 +300,7 @@ fn every_planted_fault_is_found_with_its_severity_and_fix_repairs_only_the_safe_
         &f.name,
         &["-p", "all=true", "-p", "format=json"],
     );
-    out.expect_code(1);
+    out.expect_code(2);
     let found = findings(&out);
     assert_eq!(severity(&found, "privileged", &f.privileged), "critical");
     assert_eq!(severity(&found, "cap-add", &f.app), "critical");
@@ -366,9 +366,21 @@ fn every_planted_fault_is_found_with_its_severity_and_fix_repairs_only_the_safe_
         "{}",
         out.stdout
     );
+    // The report and its summary line end the run, never a script error with its source.
     let out = run(&ws, "audit", &f.name, &["-p", "format=table"]);
-    out.expect_code(1);
+    out.expect_code(2);
     assert!(out.stdout.contains("CRITICAL  cap-add"), "{}", out.stdout);
+    let last = out.stdout.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.ends_with(" warning, 2 critical"),
+        "the summary line ends the output: {}",
+        out.stdout
+    );
+    assert!(
+        !out.stderr.contains("error") && !out.stderr.contains("audit.rhai"),
+        "{}",
+        out.stderr
+    );
     assert!(
         !out.stdout.contains(&f.privileged),
         "a stopped container is audited only with all=true"
@@ -381,7 +393,7 @@ fn every_planted_fault_is_found_with_its_severity_and_fix_repairs_only_the_safe_
         &f.name,
         &["-p", &services, "-p", "fix=true", "--dry-run", "--json"],
     );
-    out.expect_code(1);
+    out.expect_code(2);
     let planned: Vec<String> = out.json()["actions"]
         .as_array()
         .unwrap()
@@ -429,7 +441,7 @@ fn every_planted_fault_is_found_with_its_severity_and_fix_repairs_only_the_safe_
         &f.name,
         &["-p", &services, "-p", "fix=true", "-p", "format=json"],
     );
-    out.expect_code(1);
+    out.expect_code(2);
     assert!(
         out.stderr.contains("fixed: set mode 0600"),
         "{}",

@@ -344,7 +344,7 @@ fn two_concurrent_backups_of_one_stack_one_refuses_one_waits_and_only_whole_sets
     let recipients = format!("recipients={recipients}");
     let backup = |extra: &[&'static str]| -> Vec<String> {
         let mut args = vec!["run", "backup", "-p", &stack_param, "-p", &recipients];
-        args.extend(["-p", &identity, "--json"]);
+        args.push("--json");
         args.extend(extra);
         args.into_iter().map(str::to_string).collect()
     };

@@ -91,7 +91,7 @@ fn runtime_error_points_into_the_step_that_failed() {
         &(header("fail", &[])
             + "step(\"first\", || 1);\nstep(\"second\", || {\n    throw \"disk is full\";\n});\n"),
     );
-    let out = ws.run(&["run", "fail.rhai"]);
+    let out = ws.run(&["run", "fail.rhai", "--verbose"]);
     out.expect_code(1);
     assert!(
         out.stderr

@@ -444,7 +444,8 @@ fn permission_denied_names_the_server_and_path() {
     out.expect_code(1);
     assert!(
         out.stderr.contains(&format!(
-            "Vault at {}: secret/data/shop/db: permission denied",
+            "Vault at {}: secret/data/shop/db: permission denied: the token is invalid or \
+             expired, or none of its policies allows this path",
             bao.addr
         )),
         "{}",

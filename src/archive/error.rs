@@ -118,11 +118,31 @@ impl Error {
     }
 }
 
+/// Whether an I/O error says the disk (or the user's quota) is full.
+fn disk_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.artifact {
-            Some(artifact) => write!(f, "{artifact} ({}): {}", self.file.display(), self.problem),
-            None => write!(f, "{}: {}", self.file.display(), self.problem),
+            Some(artifact) => write!(f, "{artifact} ({}): ", self.file.display())?,
+            None => write!(f, "{}: ", self.file.display())?,
+        }
+        match &self.problem {
+            // Every archive is written under a temporary name that is removed on failure.
+            Problem::Io { source, .. } if disk_full(source) => write!(
+                f,
+                "the disk is full ({source}); the incomplete file was removed, nothing \
+                 half-written is left: free space on {} and run again",
+                self.file
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .display()
+            ),
+            problem => write!(f, "{problem}"),
         }
     }
 }
@@ -167,6 +187,22 @@ mod tests {
         let back = Error::from_io(io, Path::new("other"), "read");
         assert_eq!(back.file, Path::new("x.age"));
         assert!(matches!(back.problem, Problem::Truncated(_)));
+    }
+
+    #[test]
+    fn a_full_disk_is_said_in_words() {
+        let e = Error::io(
+            Path::new("/b/shop/.x.partial/pgdata.tar.zst.age"),
+            "finish zstd in",
+            io::Error::from_raw_os_error(libc::ENOSPC),
+        )
+        .for_artifact(Some("volume `pgdata`"));
+        assert_eq!(
+            e.to_string(),
+            "volume `pgdata` (/b/shop/.x.partial/pgdata.tar.zst.age): the disk is full (No space \
+             left on device (os error 28)); the incomplete file was removed, nothing half-written \
+             is left: free space on /b/shop/.x.partial and run again"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use tar::EntryType;
 
 use super::entry_rules::{safe_components, EntryRules, SpecialFiles};
-use super::{unseal, Error, Problem, Stop, UnsealOptions};
+use super::{Error, Problem, Stop};
 
 /// Per read of entry data.
 const BUFFER: usize = 1 << 20;
@@ -110,27 +110,6 @@ pub fn extract(tar: impl Read, dir: &Path, options: &ExtractOptions) -> Result<E
         .and_then(|()| extraction.apply_directory_metadata())
         .map_err(|e| e.for_artifact(artifact))?;
     Ok(extraction.done)
-}
-
-/// Opens a sealed archive, extracts it into `dir`, and verifies its checksum to the end.
-pub fn unpack(
-    path: &Path,
-    dir: &Path,
-    unseal_options: &UnsealOptions,
-    options: &ExtractOptions,
-) -> Result<Extracted, Error> {
-    let mut reader = unseal(path, unseal_options)?;
-    let options = ExtractOptions {
-        source: Some(path.to_path_buf()),
-        artifact: options
-            .artifact
-            .clone()
-            .or_else(|| unseal_options.artifact.clone()),
-        ..options.clone()
-    };
-    let mut done = extract(&mut reader, dir, &options)?;
-    done.sha256 = Some(reader.finish()?);
-    Ok(done)
 }
 
 /// Where [`check_stream`] passes the bytes of a stream on to.

@@ -19,12 +19,13 @@ mod options;
 mod seal;
 mod set_key;
 mod tar_writer;
+mod unpack;
 mod unseal;
 
 pub use checksum::{sha256_file, HashingWriter};
 pub use entry_rules::{EntryRules, SpecialFiles};
 pub use error::{Error, Problem};
-pub use extract::{check_stream, extract, list, unpack, EntryInfo, ExtractOptions, Extracted};
+pub use extract::{check_stream, extract, list, EntryInfo, ExtractOptions, Extracted};
 pub use keys::{generate_identity, parse_recipient, read_identity_file, GeneratedIdentity};
 pub use manifest::{Artifact, Manifest, AUTHENTICATED_FORMAT, MANIFEST_FORMAT};
 pub use options::{
@@ -33,4 +34,5 @@ pub use options::{
 };
 pub use seal::{seal, seal_dir, Sealed};
 pub use set_key::{SetKey, SET_KEY_FILE};
+pub use unpack::unpack;
 pub use unseal::{unseal, verify, UnsealOptions, Unsealed, Verified};

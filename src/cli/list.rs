@@ -98,11 +98,14 @@ pub fn show(args: ShowArgs) -> Result<()> {
             .max()
             .unwrap_or(0);
         for q in &p.header.params {
-            let default = match (&q.default, q.required) {
+            let mut default = match (&q.default, q.required) {
                 (_, true) => "required".to_string(),
                 (Some(d), _) => format!("default {d}"),
                 (None, _) => "optional".to_string(),
             };
+            if let Some(c) = &q.constraint {
+                default.push_str(&format!(" ({})", c.describe()));
+            }
             println!(
                 "  -p {:width$}  {:8}  {:22}  {}",
                 q.name,

@@ -20,7 +20,10 @@ Exit codes:
   2    usage or compile error (unknown playbook, bad parameter, syntax error)
   3    refused (no confirmation, the stack is locked by another run, or an action
        that cannot be planned in a dry run)
-  130  interrupted (Ctrl-C / SIGTERM); the run can be finished with --resume
+  130  interrupted (Ctrl-C / SIGTERM)
+  A run that failed, was refused or interrupted can be finished with --resume RUN_ID.
+  Findings playbooks (audit, doctor, cert-check) exit with their report's worst severity:
+  0 ok, 1 warning, 2 critical (3 unknown in nagios format).
 
 Environment:
   DOCKER_HOST, VAULT_ADDR, VAULT_TOKEN   how primitives reach Docker and Vault
@@ -40,7 +43,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a playbook: `runbook run backup -p stack=shop`.
     Run(run::RunArgs),
-    /// Compile playbooks and validate their headers (every shipped one when none is named).
+    /// Compile playbooks, validate their headers, and check every `module::function` call names
+    /// a function that exists (every shipped one when none is named).
     Check(check::CheckArgs),
     /// List the playbooks available by name and where each comes from.
     List(list::ListArgs),

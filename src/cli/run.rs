@@ -48,6 +48,9 @@ pub struct RunArgs {
     /// state directory and directories given as path parameters are always allowed.
     #[arg(long, value_name = "DIR")]
     pub allow_path: Vec<PathBuf>,
+    /// Show where in the playbook (or its stdlib) an error was raised: file:line:col and the line.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
@@ -78,6 +81,7 @@ pub fn execute(args: RunArgs) -> Result<()> {
         wait_lock: args.wait_lock,
         print_to_stderr: args.json,
         gate: None,
+        verbose: args.verbose,
     };
     let report = runner::run(request)?;
     if args.json {
@@ -90,19 +94,27 @@ pub fn execute(args: RunArgs) -> Result<()> {
         print_plan(&report);
     }
     let message = || report.error.clone().unwrap_or_default();
+    // After any failure a real run can be finished where it stopped; a dry run changed nothing.
+    let resume = |how: &str| {
+        if report.dry_run {
+            message()
+        } else {
+            format!(
+                "{}\nrun {} {how}; once the cause is fixed, finish it with: runbook run --resume {}",
+                message(),
+                report.run_id,
+                report.run_id
+            )
+        }
+    };
     match report.outcome {
         Outcome::Success => match report.exit_status {
             Some(code) if code != 0 => Err(Error::Status(code)),
             _ => Ok(()),
         },
-        Outcome::Failed => Err(Error::Failed(message())),
-        Outcome::Refused => Err(Error::Refused(message())),
-        Outcome::Interrupted => Err(Error::Interrupted(format!(
-            "{}\nrun {} was interrupted; finish it with: runbook run --resume {}",
-            message(),
-            report.run_id,
-            report.run_id
-        ))),
+        Outcome::Failed => Err(Error::Failed(resume("failed"))),
+        Outcome::Refused => Err(Error::Refused(resume("was refused"))),
+        Outcome::Interrupted => Err(Error::Interrupted(resume("was interrupted"))),
     }
 }
 

@@ -3,8 +3,6 @@
 
 use rhai::{EvalAltResult, ParseError, Position};
 
-use crate::run::Run;
-
 /// Renders a message at a position of a file whose text is known.
 pub fn render_at(file: &str, text: &str, line: usize, col: usize, message: &str) -> String {
     let mut out = format!("error: {file}:{line}:{col}: {message}");
@@ -76,27 +74,105 @@ pub fn message(err: &EvalAltResult) -> String {
     }
 }
 
-/// A runtime error of a playbook, pointing at the innermost position, with the step it
-/// happened in.
-pub fn render_eval(run: &Run, main_file: &str, err: &EvalAltResult, step: Option<&str>) -> String {
+/// A runtime error of a playbook: the sentence an operator reads, and where it happened for
+/// the one who edits the playbook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalError {
+    /// What went wrong in words, with the step it happened in: ``step `dump` failed: ...``.
+    pub message: String,
+    /// `file:line:col` of the innermost position, when known.
+    pub location: Option<String>,
+    /// The message at its position: `error: file:line:col: ...`, the source line and a caret.
+    pub detailed: String,
+    /// The script's own error (a `throw`, a failed primitive) rather than a mistake in the
+    /// script (an undefined variable, a wrong type): its sentence is enough for an operator.
+    pub thrown: bool,
+}
+
+impl EvalError {
+    /// What to print: the sentence for an error the playbook raised, the source position for
+    /// a mistake in the script or when asked (`--verbose`).
+    pub fn render(&self, verbose: bool) -> String {
+        if verbose || !self.thrown {
+            self.detailed.clone()
+        } else {
+            format!("error: {}", self.message)
+        }
+    }
+}
+
+/// Reads a runtime error of a playbook, pointing at the innermost position, with the step it
+/// happened in. `source_text` gives the text of a compiled file by name.
+pub fn eval_error(
+    main_file: &str,
+    err: &EvalAltResult,
+    step: Option<&str>,
+    source_text: &dyn Fn(&str) -> Option<String>,
+) -> EvalError {
     let (inner, source) = innermost(err);
     let file = source.unwrap_or(main_file);
     let mut text = message(err);
     if let Some(step) = step {
         text = format!("step `{step}` failed: {text}");
     }
+    let thrown = matches!(
+        inner,
+        EvalAltResult::ErrorRuntime(..) | EvalAltResult::ErrorTerminated(..)
+    );
     let pos: Position = inner.position();
-    match (pos.line(), run.source_text(file)) {
+    let location = pos
+        .line()
+        .map(|line| format!("{file}:{line}:{}", pos.position().unwrap_or(1)));
+    let detailed = match (pos.line(), source_text(file)) {
         (Some(line), Some(source_text)) => {
             render_at(file, &source_text, line, pos.position().unwrap_or(1), &text)
         }
         _ => format!("error: {file}: {text}"),
+    };
+    EvalError {
+        message: text,
+        location,
+        detailed,
+        thrown,
     }
+}
+
+/// A runtime error rendered at its position (the REPL shows every error this way).
+pub fn render_eval(
+    main_file: &str,
+    err: &EvalAltResult,
+    step: Option<&str>,
+    source_text: &dyn Fn(&str) -> Option<String>,
+) -> String {
+    eval_error(main_file, err, step, source_text).detailed
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thrown_error_is_its_sentence_and_a_script_mistake_shows_its_line() {
+        let engine = rhai::Engine::new();
+        let text = "let a = 1;\nthrow \"disk is full\";\n";
+        let err = engine.run(text).unwrap_err();
+        let sources = |_: &str| Some(text.to_string());
+        let e = eval_error("p.rhai", &err, Some("dump"), &sources);
+        assert_eq!(e.render(false), "error: step `dump` failed: disk is full");
+        assert_eq!(e.location.as_deref(), Some("p.rhai:2:1"));
+        assert!(e.render(true).contains("2 | throw"), "{}", e.render(true));
+
+        let text = "let a = b + 1;\n";
+        let err = engine.run(text).unwrap_err();
+        let sources = |_: &str| Some(text.to_string());
+        let e = eval_error("p.rhai", &err, None, &sources);
+        assert!(!e.thrown);
+        assert!(
+            e.render(false).starts_with("error: p.rhai:1:9: "),
+            "{}",
+            e.render(false)
+        );
+    }
 
     #[test]
     fn caret_points_at_the_column() {

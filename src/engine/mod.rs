@@ -1,6 +1,7 @@
 //! Builds the Rhai engine every playbook, `check`, `doc` and the REPL run on: the sandbox
 //! limits, the stdlib module resolver, and the registration of every primitive.
 
+pub mod calls;
 pub mod diagnostics;
 pub mod reference;
 pub mod resolver;

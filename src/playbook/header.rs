@@ -8,67 +8,14 @@
 //! //! locks: stack
 //! //! param stack: string required        -- compose project or runbook.stack label
 //! //! param backup_dir: path = "./backups" -- where backup sets are written
+//! //! param level: int = 3 (1..19)          -- a constraint after the default: (1..19), (a|b|c), (non-empty)
 //! //!
 //! //! Free text after a blank `//!` line is the playbook's longer description.
 //! ```
 
-use std::fmt;
-
 use serde::Serialize;
-use serde_json::Value;
 
-/// The type of a playbook parameter; `-p` values are parsed and checked against it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ParamType {
-    String,
-    Int,
-    Bool,
-    /// A filesystem path; relative values are resolved against the working directory and the
-    /// directory is added to the run's allowed roots.
-    Path,
-    /// `90`, `90s`, `5m`, `1h30m`; scripts see whole seconds.
-    Duration,
-    /// Comma-separated values or a JSON array; scripts see a list of strings.
-    List,
-    /// A reference to a secret: `env:NAME` or `file:PATH`, never the value itself (it would
-    /// show in `ps`). Scripts see a `Secret`.
-    Secret,
-}
-
-impl ParamType {
-    fn parse(word: &str) -> Option<Self> {
-        Some(match word {
-            "string" => ParamType::String,
-            "int" => ParamType::Int,
-            "bool" => ParamType::Bool,
-            "path" => ParamType::Path,
-            "duration" => ParamType::Duration,
-            "list" => ParamType::List,
-            "secret" => ParamType::Secret,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for ParamType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = serde_json::to_value(self).ok();
-        f.write_str(name.as_ref().and_then(Value::as_str).unwrap_or("?"))
-    }
-}
-
-/// One declared parameter.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Param {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: ParamType,
-    pub required: bool,
-    /// The default as written in the header (a JSON literal or a bare word).
-    pub default: Option<String>,
-    pub help: String,
-}
+use super::param::{Constraint, Param, ParamType};
 
 /// Everything `runbook list` and `runbook show` know about a playbook.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -148,6 +95,41 @@ impl Header {
             params: fields.params,
             details: details.join("\n").trim().to_string(),
         })
+    }
+
+    /// Whether a source has no header at all: its first line that is not blank is not `//!`.
+    pub fn is_absent(source: &str) -> bool {
+        source
+            .lines()
+            .find(|line| !line.trim().is_empty())
+            .is_none_or(|line| !line.trim_start().starts_with("//!"))
+    }
+
+    /// The header of an ad-hoc script (`runbook run fix.rhai` without a header): named after
+    /// its file, version 0.0.0, no parameters.
+    pub fn ad_hoc(file_stem: &str) -> Header {
+        let mut name = String::new();
+        for c in file_stem.chars() {
+            match c.to_ascii_lowercase() {
+                c if c.is_ascii_lowercase() || c.is_ascii_digit() => name.push(c),
+                _ if !name.is_empty() && !name.ends_with('-') => name.push('-'),
+                _ => {}
+            }
+        }
+        let name = name.trim_end_matches('-');
+        Header {
+            name: if name.is_empty() || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+                format!("script-{name}").trim_end_matches('-').to_string()
+            } else {
+                name.to_string()
+            },
+            version: semver::Version::new(0, 0, 0),
+            description: "ad-hoc script (no header)".into(),
+            destructive: false,
+            locks_stack: false,
+            params: Vec::new(),
+            details: String::new(),
+        }
     }
 
     /// The declared parameter of that name.
@@ -238,7 +220,7 @@ fn is_identifier(word: &str, dashes: bool) -> bool {
         })
 }
 
-/// `NAME: TYPE [required] [= DEFAULT] [-- help]`
+/// `NAME: TYPE [required] [= DEFAULT] [(CONSTRAINT)] [-- help]`
 fn parse_param(text: &str) -> Result<Param, String> {
     let (spec, help) = match text.split_once("--") {
         Some((spec, help)) => (spec.trim(), help.trim()),
@@ -253,6 +235,13 @@ fn parse_param(text: &str) -> Result<Param, String> {
             "parameter name `{name}` must be lowercase letters, digits and underscores"
         ));
     }
+    let (spec, constraint) = match spec.trim_end().strip_suffix(')') {
+        Some(open) => match open.rfind('(') {
+            Some(at) => (&open[..at], Some(&open[at + 1..])),
+            None => (spec, None),
+        },
+        None => (spec, None),
+    };
     let (spec, default) = match spec.split_once('=') {
         Some((spec, default)) => (spec.trim(), Some(default.trim().to_string())),
         None => (spec.trim(), None),
@@ -280,19 +269,21 @@ fn parse_param(text: &str) -> Result<Param, String> {
             "parameter `{name}` is required and has a default; choose one"
         ));
     }
+    let constraint = constraint
+        .map(|c| Constraint::parse(c, kind).map_err(|e| format!("parameter `{name}`: {e}")))
+        .transpose()?;
     let param = Param {
         name: name.to_string(),
         kind,
         required,
         default,
+        constraint,
         help: help.to_string(),
     };
     if let Some(default) = &param.default {
-        if kind == ParamType::Secret {
-            super::params::parse_secret_ref(&param.name, default)?;
-        } else {
-            super::params::parse_value(&param, default).map_err(|e| format!("default of {e}"))?;
-        }
+        param
+            .check_default(default)
+            .map_err(|e| format!("default of {e}"))?;
     }
     Ok(param)
 }
@@ -319,6 +310,41 @@ mod tests {
         assert_eq!(h.params[1].default.as_deref(), Some("\"./backups\""));
         assert_eq!(h.params[1].help, "where sets go");
         assert_eq!(h.details, "Longer text: with a colon.");
+    }
+
+    #[test]
+    fn constraints_follow_the_default_and_check_it() {
+        let src = "//! name: x\n//! version: 1.0.0\n//! description: d\n\
+            //! param level: int = 3 (1..19) -- level\n\
+            //! param compression: string = \"zstd\" (zstd|gzip|none)\n";
+        let h = Header::parse(src).unwrap();
+        assert_eq!(
+            h.params[0].constraint,
+            Some(Constraint::Range {
+                min: Some(1),
+                max: Some(19)
+            })
+        );
+        assert_eq!(h.params[0].default.as_deref(), Some("3"));
+        assert_eq!(h.params[0].help, "level");
+        assert_eq!(h.params[1].default.as_deref(), Some("\"zstd\""));
+        let src = "//! name: x\n//! version: 1.0.0\n//! description: d\n\
+            //! param level: int = 30 (1..19)\n";
+        let err = Header::parse(src).unwrap_err();
+        assert!(
+            err.message.contains("must be between 1 and 19"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_script_without_a_header_is_ad_hoc() {
+        let h = Header::ad_hoc("Fix_DNS now");
+        assert_eq!(h.name, "fix-dns-now");
+        assert!(h.params.is_empty());
+        assert!(Header::is_absent("// fix the thing\nlet x = 1;\n"));
+        assert!(!Header::is_absent("//! name: x\n"));
     }
 
     #[test]

@@ -6,11 +6,13 @@ pub mod flags;
 pub mod header;
 pub mod journal;
 pub mod lock;
+pub mod param;
 pub mod params;
 pub mod runner;
 
 pub use catalog::{Origin, SourceFile};
-pub use header::{Header, Param, ParamType};
+pub use header::Header;
+pub use param::{Constraint, Param, ParamType};
 
 use sha2::{Digest, Sha256};
 
@@ -31,9 +33,15 @@ impl Playbook {
         Playbook::from_source(catalog::playbook(name_or_path)?)
     }
 
-    /// Reads the header of a source already in hand.
+    /// Reads the header of a source already in hand; a script without one is ad hoc (named
+    /// after its file, no parameters).
     pub fn from_source(source: SourceFile) -> Result<Playbook> {
-        let header = Header::parse(&source.text).map_err(|e| {
+        let parsed = if Header::is_absent(&source.text) {
+            Ok(Header::ad_hoc(&source.name))
+        } else {
+            Header::parse(&source.text)
+        };
+        let header = parsed.map_err(|e| {
             let file = source.display_name("playbooks");
             Error::Compile(crate::engine::diagnostics::render_at(
                 &file,

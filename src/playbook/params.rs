@@ -1,11 +1,10 @@
 //! Binding `-p key=value` arguments to a playbook's declared parameters, before any step runs.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde_json::Value;
 
-use super::header::{Header, Param, ParamType};
+use super::header::Header;
 use crate::secrets::Secret;
 
 /// Parameter values after validation, as recorded in the journal. Secret parameters hold
@@ -23,8 +22,8 @@ pub fn split_assignment(arg: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`-p {arg}`: expected key=value"))
 }
 
-/// Checks every given value against the header and fills in defaults. Each problem is one
-/// sentence naming the parameter.
+/// Checks every given value against the header (type, constraint, not given twice) and fills
+/// in defaults. Each problem is one sentence naming the parameter.
 pub fn bind(header: &Header, given: &[(String, String)]) -> Result<Bound, String> {
     let mut values = BTreeMap::new();
     for (name, raw) in given {
@@ -40,26 +39,27 @@ pub fn bind(header: &Header, given: &[(String, String)]) -> Result<Bound, String
                 header.name
             )
         })?;
-        let value = if param.kind == ParamType::Secret {
-            Value::String(parse_secret_ref(name, raw)?)
-        } else {
-            parse_value(param, raw)?
-        };
-        values.insert(name.clone(), value);
+        let value = param.parse_value(raw)?;
+        match (values.get_mut(name), value) {
+            (None, value) => {
+                values.insert(name.clone(), value);
+            }
+            // A list may be given in parts: `-p only=a -p only=b`.
+            (Some(Value::Array(items)), Value::Array(more)) => items.extend(more),
+            (Some(_), _) => {
+                return Err(format!(
+                    "parameter `{name}` is given twice (-p {name}=...); it takes one value"
+                ))
+            }
+        }
     }
     for param in &header.params {
         if values.contains_key(&param.name) {
             continue;
         }
         match &param.default {
-            Some(default) if param.kind == ParamType::Secret => {
-                values.insert(
-                    param.name.clone(),
-                    Value::String(parse_secret_ref(&param.name, default)?),
-                );
-            }
             Some(default) => {
-                values.insert(param.name.clone(), parse_value(param, default)?);
+                values.insert(param.name.clone(), param.parse_value(default)?);
             }
             None if param.required => {
                 return Err(format!(
@@ -75,121 +75,31 @@ pub fn bind(header: &Header, given: &[(String, String)]) -> Result<Bound, String
     Ok(Bound { values })
 }
 
-/// Parses one value of a non-secret parameter. JSON string literals (as defaults are written)
-/// are unquoted first.
-pub fn parse_value(param: &Param, raw: &str) -> Result<Value, String> {
-    let text = unquote(raw);
-    let bad =
-        |expected: &str| format!("parameter `{}` must be {expected}, got `{raw}`", param.name);
-    Ok(match param.kind {
-        ParamType::String => Value::String(text),
-        ParamType::Int => Value::from(text.trim().parse::<i64>().map_err(|_| bad("an integer"))?),
-        ParamType::Bool => Value::Bool(match text.trim() {
-            "true" | "yes" | "on" | "1" => true,
-            "false" | "no" | "off" | "0" => false,
-            _ => return Err(bad("true or false")),
-        }),
-        ParamType::Path => {
-            if text.is_empty() {
-                return Err(bad("a path"));
-            }
-            let path = Path::new(&text);
-            let absolute = if path.is_absolute() {
-                path.to_path_buf()
-            } else {
-                std::env::current_dir()
-                    .map_err(|e| e.to_string())?
-                    .join(path)
-            };
-            Value::String(clean(&absolute))
-        }
-        ParamType::Duration => Value::from(
-            parse_duration(&text).ok_or_else(|| bad("a duration like 90s, 5m or 1h30m"))?,
-        ),
-        ParamType::List => {
-            let trimmed = text.trim();
-            if trimmed.starts_with('[') {
-                let items: Vec<Value> = serde_json::from_str(trimmed)
-                    .map_err(|_| bad("a list (a,b,c or a JSON array)"))?;
-                Value::Array(items)
-            } else if trimmed.is_empty() {
-                Value::Array(Vec::new())
-            } else {
-                Value::Array(
-                    trimmed
-                        .split(',')
-                        .map(|s| Value::String(s.trim().to_string()))
-                        .collect(),
-                )
-            }
-        }
-        ParamType::Secret => {
-            return Err(format!("parameter `{}` is a secret reference", param.name))
-        }
-    })
-}
-
-/// Checks a secret reference. Literal values are refused: they would be visible in `ps`.
-pub fn parse_secret_ref(name: &str, raw: &str) -> Result<String, String> {
-    let text = unquote(raw);
-    match text.split_once(':') {
-        Some(("env", var)) if !var.is_empty() => Ok(text),
-        Some(("file", path)) if !path.is_empty() => Ok(text),
-        _ => Err(format!(
-            "parameter `{name}` is a secret: pass env:VARIABLE or file:PATH, never the value itself \
-             (command lines are visible to every user in `ps`)"
-        )),
-    }
-}
-
 /// Reads the secret a reference points to.
+/// An empty secret is refused: it is a mistake (an empty file, an unset variable exported
+/// empty) that would otherwise show only after the first change.
 pub fn resolve_secret(name: &str, reference: &str) -> Result<Secret, String> {
-    match reference.split_once(':') {
-        Some(("env", var)) => std::env::var(var).map(Secret::new).map_err(|_| {
+    let value = match reference.split_once(':') {
+        Some(("env", var)) => std::env::var(var).map_err(|_| {
             format!("secret parameter `{name}`: environment variable {var} is not set")
-        }),
+        })?,
         Some(("file", path)) => std::fs::read_to_string(path)
-            .map(|s| Secret::new(s.trim_end_matches(['\n', '\r'])))
-            .map_err(|e| format!("secret parameter `{name}`: cannot read {path}: {e}")),
-        _ => Err(format!(
-            "secret parameter `{name}`: `{reference}` is not env:NAME or file:PATH"
-        )),
-    }
-}
-
-/// `90`, `90s`, `5m`, `1h30m`, `2d` → whole seconds (rounded up).
-pub fn parse_duration(text: &str) -> Option<i64> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<i64>() {
-        return (secs >= 0).then_some(secs);
-    }
-    let d = humantime::parse_duration(text).ok()?;
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    i64::try_from(secs).ok()
-}
-
-fn unquote(raw: &str) -> String {
-    if raw.starts_with('"') {
-        if let Ok(Value::String(s)) = serde_json::from_str(raw) {
-            return s;
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| format!("secret parameter `{name}`: cannot read {path}: {e}"))?,
+        _ => {
+            return Err(format!(
+                "secret parameter `{name}`: `{reference}` is not env:NAME or file:PATH"
+            ))
         }
+    };
+    if value.is_empty() {
+        let source = match reference.split_once(':') {
+            Some(("env", var)) => format!("environment variable {var}"),
+            _ => format!("file {}", &reference[5..]),
+        };
+        return Err(format!("secret parameter `{name}`: {source} is empty"));
     }
-    raw.to_string()
-}
-
-/// Removes `.` and resolves `..` lexically, for display and the journal.
-fn clean(path: &Path) -> String {
-    let mut out = std::path::PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out.display().to_string()
+    Ok(Secret::new(value))
 }
 
 #[cfg(test)]
@@ -254,10 +164,18 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90"), Some(90));
-        assert_eq!(parse_duration("5m"), Some(300));
-        assert_eq!(parse_duration("1500ms"), Some(2));
-        assert_eq!(parse_duration("soon"), None);
+    fn a_scalar_given_twice_is_refused_and_a_list_adds_up() {
+        let h = header();
+        let err = bind(&h, &given(&[("stack", "a"), ("stack", "b")])).unwrap_err();
+        assert_eq!(
+            err,
+            "parameter `stack` is given twice (-p stack=...); it takes one value"
+        );
+        let b = bind(
+            &h,
+            &given(&[("stack", "a"), ("only", "x"), ("only", "y,z")]),
+        )
+        .unwrap();
+        assert_eq!(b.values["only"], serde_json::json!(["x", "y", "z"]));
     }
 }

@@ -40,6 +40,8 @@ pub struct RunRequest {
     pub print_to_stderr: bool,
     /// Holds each top-level step until the REPL lets it go.
     pub gate: Option<Gate>,
+    /// Errors the playbook raised are shown at their source position too (`--verbose`).
+    pub verbose: bool,
 }
 
 /// A [`StepGate`] handed to a run.
@@ -78,6 +80,9 @@ pub struct RunReport {
     pub result: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Where in the playbook or stdlib the error was raised: `file:line:col`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_at: Option<String>,
     /// The exit status the playbook chose (monitoring plugin output), for a successful run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<i32>,
@@ -167,8 +172,8 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
     run.finish();
     drop(entered);
     let steps = run.step_reports();
-    let (outcome, result, error) = match &evaluated {
-        Ok(value) => (Outcome::Success, crate::value::to_json(value), None),
+    let (outcome, result, error, error_at) = match &evaluated {
+        Ok(value) => (Outcome::Success, crate::value::to_json(value), None, None),
         Err(err) => {
             let failed_step = steps
                 .iter()
@@ -181,19 +186,18 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
                 Some(Verdict::Interrupted) => Outcome::Interrupted,
                 Some(Verdict::TimedOut(_)) | None => Outcome::Failed,
             };
-            let message = secrets::redact(&diagnostics::render_eval(
-                &run,
-                &file,
-                err,
-                failed_step.as_deref(),
-            ));
-            (outcome, Value::Null, Some(message))
+            let failure =
+                diagnostics::eval_error(&file, err, failed_step.as_deref(), &|name: &str| {
+                    run.source_text(name)
+                });
+            let message = secrets::redact(&failure.render(request.verbose));
+            (outcome, Value::Null, Some(message), failure.location)
         }
     };
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     run.journal(
         "run_end",
-        json!({"outcome": outcome, "duration_ms": duration_ms, "error": error}),
+        json!({"outcome": outcome, "duration_ms": duration_ms, "error": error, "error_at": error_at}),
         true,
     );
     Ok(RunReport {
@@ -207,6 +211,7 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
         actions: run.actions(),
         result,
         error,
+        error_at,
         exit_status: run.exit_status(),
         journal: journal_path,
     })

@@ -90,16 +90,23 @@ fn table(findings: &[Map]) -> String {
     out
 }
 
-/// Nagios plugin output: `SERVICE STATUS - summary | perfdata`, then one line per problem.
-fn nagios(service: &str, findings: &[Map]) -> (String, i32) {
-    let (ok, warn, critical) = counts(findings);
-    let (status, code) = if critical > 0 {
+/// The exit status of a findings report, in every format: 0 all ok, 1 a warning, 2 critical
+/// (the Nagios plugin contract; 3, unknown, is `findings::unknown`'s).
+fn status(findings: &[Map]) -> (&'static str, i32) {
+    let (_, warn, critical) = counts(findings);
+    if critical > 0 {
         ("CRITICAL", 2)
     } else if warn > 0 {
         ("WARNING", 1)
     } else {
         ("OK", 0)
-    };
+    }
+}
+
+/// Nagios plugin output: `SERVICE STATUS - summary | perfdata`, then one line per problem.
+fn nagios(service: &str, findings: &[Map]) -> (String, i32) {
+    let (ok, warn, critical) = counts(findings);
+    let (status, code) = status(findings);
     let worst: Vec<String> = findings
         .iter()
         .filter(|f| field(f, "severity") == if critical > 0 { "critical" } else { "warn" })
@@ -135,11 +142,8 @@ fn print(ctx: &NativeCallContext, text: &str) -> PrimResult<()> {
 fn render(ctx: &NativeCallContext, service: &str, list: &Array, format: &str) -> PrimResult<Map> {
     let run = Run::of(ctx);
     let findings = findings_of(list)?;
-    let code = match format {
-        "table" => {
-            print(ctx, &table(&findings))?;
-            0
-        }
+    match format {
+        "table" => print(ctx, &table(&findings))?,
         "json" => {
             let json: Vec<serde_json::Value> = findings
                 .iter()
@@ -149,21 +153,17 @@ fn render(ctx: &NativeCallContext, service: &str, list: &Array, format: &str) ->
                 ctx,
                 &serde_json::to_string_pretty(&json).unwrap_or_default(),
             )?;
-            0
         }
-        "nagios" => {
-            let (text, code) = nagios(service, &findings);
-            print(ctx, &text)?;
-            code
-        }
+        "nagios" => print(ctx, &nagios(service, &findings).0)?,
         other => {
             return Err(error(format!(
                 "output format must be table, json or nagios, got `{other}`"
             )))
         }
-    };
-    // The report speaks for itself: no run summary after it (a dry run's plan still follows).
-    run.set_exit_status(code);
+    }
+    // The report speaks for itself: no run summary after it (a dry run's plan still follows),
+    // and the run exits with the worst severity, never as a script error.
+    run.set_exit_status(status(&findings).1);
     let (ok, warn, critical) = counts(&findings);
     let mut summary = Map::new();
     summary.insert("ok".into(), (ok as INT).into());
@@ -204,8 +204,8 @@ pub mod api {
         super::new_finding(id, severity, object, message, fix)
     }
 
-    /// Prints findings as `table`, `json` or `nagios` (plugin format; the run then exits 0 OK,
-    /// 1 warning, 2 critical). Returns `#{ok, warn, critical, findings}`; with `--json` the
+    /// Prints findings as `table`, `json` or `nagios` (plugin format); the run then exits 0
+    /// when all are ok, 1 on a warning, 2 on a critical finding, in every format. Returns `#{ok, warn, critical, findings}`; with `--json` the
     /// text goes to stderr and the run's report carries the findings.
     #[rhai_fn(return_raw)]
     pub fn render(

@@ -129,7 +129,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("fs", rhai::exported_module!(fs::api).into());
     engine.register_static_module("http", rhai::exported_module!(http::api).into());
     engine.register_static_module("host", rhai::exported_module!(host::api).into());
-    engine.register_static_module("docker", rhai::exported_module!(docker::api).into());
+    engine.register_static_module("docker", docker::module().into());
     engine.register_static_module("crypto", rhai::exported_module!(crypto::api).into());
     engine.register_static_module("archive", rhai::exported_module!(archive::api).into());
     engine.register_static_module("manifest", rhai::exported_module!(manifest::api).into());

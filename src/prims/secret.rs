@@ -30,4 +30,10 @@ pub mod api {
     pub fn secret(text: &str) -> Secret {
         Secret::new(text)
     }
+
+    /// A Secret already (e.g. from `docker::inspect`'s `Config.EnvSecrets`) stays as it is.
+    #[rhai_fn(name = "secret")]
+    pub fn secret_already(value: Secret) -> Secret {
+        value
+    }
 }

@@ -10,12 +10,12 @@ use rhai::{Array, Map};
 use super::vault::{check_options, connect_env, plain_values, Vault};
 use super::{error, opt_string, PrimResult};
 use crate::run::Run;
-use crate::secret_store::LocalStore;
+use crate::secrets::store::LocalStore;
 use crate::secrets::Secret;
 use crate::vault::Config;
 
 /// A store as scripts hold it (the `SecretStore` type).
-pub type SecretStore = Arc<crate::secret_store::SecretStore>;
+pub type SecretStore = Arc<crate::secrets::store::SecretStore>;
 
 /// The KV v2 mount the facade uses in Vault unless told otherwise.
 const DEFAULT_MOUNT: &str = "secret";
@@ -30,13 +30,13 @@ pub fn register(engine: &mut Engine) {
 }
 
 fn local() -> SecretStore {
-    Arc::new(crate::secret_store::SecretStore::Local(LocalStore::new(
+    Arc::new(crate::secrets::store::SecretStore::Local(LocalStore::new(
         crate::locations::data_dir(),
     )))
 }
 
 fn in_vault(vault: Vault, mount: Option<String>) -> SecretStore {
-    Arc::new(crate::secret_store::SecretStore::Vault {
+    Arc::new(crate::secrets::store::SecretStore::Vault {
         vault,
         mount: mount.unwrap_or_else(|| DEFAULT_MOUNT.into()),
     })

@@ -75,7 +75,7 @@ pub mod api {
     /// Parses a duration (`90`, `90s`, `5m`, `1h30m`, `7d`) to whole seconds.
     #[rhai_fn(return_raw)]
     pub fn seconds(text: &str) -> Result<INT, Box<EvalAltResult>> {
-        crate::playbook::params::parse_duration(text).ok_or_else(|| {
+        crate::playbook::param::parse_duration(text).ok_or_else(|| {
             super::super::error(format!("`{text}` is not a duration like 90s, 5m or 1h30m"))
         })
     }

@@ -280,7 +280,11 @@ impl Session {
         let value = self
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut self.scope, &ast)
-            .map_err(|e| secrets::redact(&diagnostics::render_eval(run, PROMPT_FILE, &e, None)))?;
+            .map_err(|e| {
+                secrets::redact(&diagnostics::render_eval(PROMPT_FILE, &e, None, &|name| {
+                    run.source_text(name)
+                }))
+            })?;
         self.functions = self.functions.merge(&entry.clone_functions_only());
         for (module, alias) in imports_in(source) {
             self.import(&module, &alias)?;
@@ -458,6 +462,7 @@ impl Session {
                 timeout: None,
             },
             allow_paths: self.options.allow_paths.clone(),
+            verbose: true,
             ..Default::default()
         };
         match Loaded::start(request) {

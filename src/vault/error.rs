@@ -63,7 +63,8 @@ pub fn classify(address: &str, path: &str, has_token: bool, err: ClientError) ->
             address: address.clone(),
             path: path.clone(),
             hint: if has_token {
-                ""
+                ": the token is invalid or expired, or none of its policies allows this path \
+                 (check VAULT_TOKEN, or `bao token lookup` and the policy)"
             } else {
                 " (no token: set VAULT_TOKEN or log in with AppRole)"
             },
@@ -140,7 +141,9 @@ mod tests {
         );
         assert_eq!(
             denied.to_string(),
-            "Vault at http://127.0.0.1:8200: secret/data/shop/db: permission denied"
+            "Vault at http://127.0.0.1:8200: secret/data/shop/db: permission denied: the token is \
+             invalid or expired, or none of its policies allows this path (check VAULT_TOKEN, or \
+             `bao token lookup` and the policy)"
         );
         let sealed = classify(
             "http://127.0.0.1:8200",

@@ -4,6 +4,10 @@
 //! line of defence every secret value created in this process is remembered, and all text
 //! runbook writes (logs, journal, reports, errors) passes through [`redact`], so a value
 //! that leaked into a command's output or an error message is masked there too.
+//!
+//! [`store`] keeps them: Vault KV, or the local age-encrypted store.
+
+pub mod store;
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
