@@ -656,7 +656,12 @@ fn rust_pipelines_stream_volumes_and_exec_output_on_blocking_threads() {
         .await
         .unwrap();
         let imported = engine
-            .volume_import(&copy, std::io::Cursor::new(tar.clone()), None)
+            .volume_import(
+                &copy,
+                std::io::Cursor::new(tar.clone()),
+                None,
+                runbook::docker::VolumeLoad::new("export.tar"),
+            )
             .await
             .unwrap();
         assert_eq!(imported, tar.len() as u64);
@@ -723,7 +728,12 @@ fn rust_pipelines_stream_volumes_and_exec_output_on_blocking_threads() {
         drop(engine.volume_export(&original, None).await.unwrap());
         let abandoned = tokio::time::timeout(
             Duration::from_millis(500),
-            engine.volume_import(&copy, Stalled, None),
+            engine.volume_import(
+                &copy,
+                Stalled,
+                None,
+                runbook::docker::VolumeLoad::new("stalled.tar"),
+            ),
         )
         .await;
         assert!(

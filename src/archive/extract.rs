@@ -4,15 +4,18 @@
 //! limit or than the disk has free. Kept: numeric owners (as root), modes, mtimes, symlinks
 //! (created as they are, never followed), hard links, empty directories, sparse files.
 
+use std::cell::RefCell;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use tar::EntryType;
 
+use super::entry_rules::{safe_components, EntryRules, SpecialFiles};
 use super::{Error, Problem, Stop};
 
 /// Per read of entry data.
@@ -70,11 +73,13 @@ pub struct EntryInfo {
     pub link: Option<String>,
 }
 
-/// The entries of a tar stream, in order.
+/// The entries of a tar stream, in order. An entry that breaks the extraction rules
+/// ([`EntryRules`]) fails the listing; device nodes and FIFOs are listed.
 pub fn list(tar: impl Read, source: &Path) -> Result<Vec<EntryInfo>, Error> {
     let mut entries = Vec::new();
-    for_each_entry(tar, source, |info| {
-        entries.push(info);
+    let mut rules = EntryRules::new(SpecialFiles::Any);
+    check_stream(tar, source, &mut rules, None, |info| {
+        entries.push(info.clone());
         Ok(())
     })?;
     Ok(entries)
@@ -96,6 +101,8 @@ pub fn extract(tar: impl Read, dir: &Path, options: &ExtractOptions) -> Result<E
         buf: vec![0; BUFFER],
         deferred: Vec::new(),
         last_parent: None,
+        // Nothing here creates device nodes or FIFOs: a directory target never gets them.
+        rules: EntryRules::new(SpecialFiles::Refused(String::new())),
         done: Extracted::default(),
     };
     extraction
@@ -105,48 +112,138 @@ pub fn extract(tar: impl Read, dir: &Path, options: &ExtractOptions) -> Result<E
     Ok(extraction.done)
 }
 
-/// Calls `visit` with each entry of a tar stream.
-pub(crate) fn for_each_entry(
+/// Where [`check_stream`] passes the bytes of a stream on to.
+pub type Forward<'a> = &'a mut dyn FnMut(&[u8]) -> io::Result<()>;
+
+/// How many bytes of headers (PAX and GNU extensions included) one entry may have.
+const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// Checks a tar stream entry by entry with `rules`, calling `visit` with each entry, and when
+/// `forward` is given hands it the stream's own bytes as they are read: an entry's header
+/// only after the entry passed, its content as it is read, the end-of-archive blocks last,
+/// once the input has been read to its end (so its checksum is checked before the consumer
+/// sees the archive end). Nothing after the end-of-archive marker is forwarded. Memory stays
+/// bounded: one buffer of content and one entry's headers.
+pub fn check_stream(
     tar: impl Read,
     source: &Path,
-    mut visit: impl FnMut(EntryInfo) -> Result<(), Error>,
+    rules: &mut EntryRules,
+    mut forward: Option<Forward<'_>>,
+    mut visit: impl FnMut(&EntryInfo) -> Result<(), Error>,
 ) -> Result<(), Error> {
-    let mut archive = tar::Archive::new(tar);
+    let taken = Rc::new(RefCell::new(Vec::new()));
+    let recorder = Recorder {
+        inner: io::BufReader::with_capacity(BUFFER, tar),
+        taken: forward.as_ref().map(|_| taken.clone()),
+    };
+    let mut archive = tar::Archive::new(recorder);
+    let mut buf = vec![0; BUFFER];
+    let pass = |forward: &mut Option<Forward<'_>>| {
+        let Some(forward) = forward.as_mut() else {
+            return Ok(());
+        };
+        let chunk = std::mem::take(&mut *taken.borrow_mut());
+        forward(&chunk).map_err(|e| Error::from_io(e, source, "pass on"))
+    };
     let entries = archive
         .entries()
         .map_err(|e| stream_error(e, source, None))?;
     for entry in entries {
-        let entry = entry.map_err(|e| stream_error(e, source, None))?;
+        let mut entry = entry.map_err(|e| stream_error(e, source, None))?;
         let kind = entry.header().entry_type();
-        if is_metadata(kind) {
-            continue;
-        }
-        let header = entry.header();
-        let name = display(&entry.path_bytes());
-        let field = |value: io::Result<u64>, what: &str| {
-            value.map_err(|e| {
+        let raw = entry.path_bytes().into_owned();
+        let name = display(&raw);
+        if !is_metadata(kind) {
+            let link = entry.link_name_bytes().map(|l| l.into_owned());
+            rules.check(&raw, kind, link.as_deref()).map_err(|reason| {
                 Error::new(
                     source,
-                    Problem::Entry {
+                    Problem::Unsafe {
                         entry: name.clone(),
-                        detail: format!("its {what} is unreadable ({e})"),
+                        reason,
                     },
                 )
-            })
-        };
-        let info = EntryInfo {
-            kind: kind_name(kind),
-            size: entry.size(),
-            mode: field(header.mode().map(u64::from), "mode")? as u32 & 0o7777,
-            uid: field(header.uid(), "owner")?,
-            gid: field(header.gid(), "group")?,
-            mtime: field(header.mtime(), "mtime")?,
-            link: entry.link_name_bytes().map(|l| display(&l)),
-            path: name,
-        };
-        visit(info)?;
+            })?;
+            visit(&entry_info(&entry, kind, name.clone(), source)?)?;
+        }
+        if taken.borrow().len() > MAX_HEADER_BYTES {
+            return Err(Error::new(
+                source,
+                Problem::Entry {
+                    entry: name,
+                    detail: format!("its headers take more than {MAX_HEADER_BYTES} bytes"),
+                },
+            ));
+        }
+        pass(&mut forward)?;
+        loop {
+            match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => pass(&mut forward)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(stream_error(e, source, Some(&name))),
+            }
+        }
+    }
+    let mut inner = archive.into_inner();
+    // Read to the end: a stream that fails its checksum fails here, before the end is passed on.
+    inner.taken = None;
+    io::copy(&mut inner, &mut io::sink()).map_err(|e| stream_error(e, source, None))?;
+    if let Some(forward) = forward.as_mut() {
+        let mut end = std::mem::take(&mut *taken.borrow_mut());
+        // The padding of the last entry (under 512 bytes) and the zero block the reader
+        // stopped at, if the stream had one: completed to the two zero blocks of an end marker.
+        let missing = if end.len() >= 512 { 512 } else { 1024 };
+        end.resize(end.len() + missing, 0);
+        forward(&end).map_err(|e| Error::from_io(e, source, "pass on"))?;
     }
     Ok(())
+}
+
+/// Reads through, keeping a copy of what was read until it is taken.
+struct Recorder<R> {
+    inner: R,
+    taken: Option<Rc<RefCell<Vec<u8>>>>,
+}
+
+impl<R: Read> Read for Recorder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(taken) = &self.taken {
+            taken.borrow_mut().extend_from_slice(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+fn entry_info<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    kind: EntryType,
+    name: String,
+    source: &Path,
+) -> Result<EntryInfo, Error> {
+    let header = entry.header();
+    let field = |value: io::Result<u64>, what: &str| {
+        value.map_err(|e| {
+            Error::new(
+                source,
+                Problem::Entry {
+                    entry: name.clone(),
+                    detail: format!("its {what} is unreadable ({e})"),
+                },
+            )
+        })
+    };
+    Ok(EntryInfo {
+        kind: kind_name(kind),
+        size: entry.size(),
+        mode: field(header.mode().map(u64::from), "mode")? as u32 & 0o7777,
+        uid: field(header.uid(), "owner")?,
+        gid: field(header.gid(), "group")?,
+        mtime: field(header.mtime(), "mtime")?,
+        link: entry.link_name_bytes().map(|l| display(&l)),
+        path: name,
+    })
 }
 
 /// Headers that describe the next entry or the archive, not a file.
@@ -198,22 +295,6 @@ fn stream_error(e: io::Error, source: &Path, entry: Option<&str>) -> Error {
     Error::new(source, problem)
 }
 
-/// The normal components of a path inside the archive, or why it is refused.
-fn safe_components(raw: &[u8]) -> Result<Vec<OsString>, &'static str> {
-    if raw.first() == Some(&b'/') {
-        return Err("has an absolute path");
-    }
-    let mut parts = Vec::new();
-    for part in raw.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => return Err("contains `..` and would escape the target directory"),
-            part => parts.push(OsStr::from_bytes(part).to_os_string()),
-        }
-    }
-    Ok(parts)
-}
-
 /// What an entry records about itself besides its content.
 #[derive(Clone, Copy)]
 struct Meta {
@@ -233,6 +314,8 @@ struct Extraction<'a> {
     deferred: Vec<(PathBuf, Meta)>,
     /// The parent directory checked last: consecutive entries usually share it.
     last_parent: Option<PathBuf>,
+    /// The archive-level rules; the disk-level ones (symlinks already there) are checked here.
+    rules: EntryRules,
     done: Extracted,
 }
 
@@ -291,7 +374,11 @@ impl Extraction<'_> {
         }
         let raw = entry.path_bytes().into_owned();
         let name = display(&raw);
-        let parts = safe_components(&raw).map_err(|reason| self.refuse(&name, reason))?;
+        let link = entry.link_name_bytes().map(|l| l.into_owned());
+        let parts = self
+            .rules
+            .check(&raw, kind, link.as_deref())
+            .map_err(|reason| self.refuse(&name, reason))?;
         let header = entry.header();
         let number = |value: io::Result<u64>, what: &str| {
             value.map_err(|e| self.entry_error(&name, format!("its {what} is unreadable ({e})")))
@@ -305,35 +392,10 @@ impl Extraction<'_> {
 
         let Some((last, parents)) = parts.split_last() else {
             // `.` itself: the target directory's own metadata.
-            if kind != EntryType::Directory {
-                return Err(self.refuse(&name, "names the target directory but is not a directory"));
-            }
             self.deferred.push((self.root.clone(), meta));
             self.done.entries += 1;
             return Ok(());
         };
-
-        match kind {
-            EntryType::Char | EntryType::Block => {
-                return Err(self.refuse(&name, "is a device node"))
-            }
-            EntryType::Fifo => return Err(self.refuse(&name, "is a FIFO")),
-            EntryType::Regular
-            | EntryType::Continuous
-            | EntryType::GNUSparse
-            | EntryType::Directory
-            | EntryType::Symlink
-            | EntryType::Link => {}
-            other => {
-                return Err(self.entry_error(
-                    &name,
-                    format!(
-                        "has an unsupported entry type `{}`",
-                        other.as_byte() as char
-                    ),
-                ))
-            }
-        }
 
         let parent = self.prepare_parents(&name, parents)?;
         let target = parent.join(last);

@@ -10,6 +10,7 @@
 //! and what `tar -c | zstd | age -r KEY` writes opens here.
 
 mod checksum;
+mod entry_rules;
 mod error;
 mod extract;
 mod keys;
@@ -22,8 +23,9 @@ mod unpack;
 mod unseal;
 
 pub use checksum::{sha256_file, HashingWriter};
+pub use entry_rules::{EntryRules, SpecialFiles};
 pub use error::{Error, Problem};
-pub use extract::{extract, list, EntryInfo, ExtractOptions, Extracted};
+pub use extract::{check_stream, extract, list, EntryInfo, ExtractOptions, Extracted};
 pub use keys::{generate_identity, parse_recipient, read_identity_file, GeneratedIdentity};
 pub use manifest::{Artifact, Manifest, AUTHENTICATED_FORMAT, MANIFEST_FORMAT};
 pub use options::{

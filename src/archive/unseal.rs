@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use age::secrecy::SecretString;
 
 use super::checksum::{HashingReader, Tally};
-use super::extract::for_each_entry;
+use super::entry_rules::{EntryRules, SpecialFiles};
+use super::extract::check_stream;
 use super::{Error, Key, Problem, MAX_WORK_FACTOR};
 
 /// Reads from the file: one syscall per MiB.
@@ -37,6 +38,9 @@ pub struct UnsealOptions {
     pub compression: Option<&'static str>,
     /// Names the artifact in errors.
     pub artifact: Option<String>,
+    /// Device nodes and FIFOs its tar content may hold ([`verify`]): what the set records
+    /// the original held. None may be there unless recorded.
+    pub special_files: u64,
 }
 
 impl UnsealOptions {
@@ -48,6 +52,7 @@ impl UnsealOptions {
             size: None,
             compression: None,
             artifact: None,
+            special_files: 0,
         }
     }
 }
@@ -88,7 +93,8 @@ pub fn unseal(path: &Path, options: &UnsealOptions) -> Result<Unsealed, Error> {
 }
 
 /// Reads a sealed file to its end: it decrypts, decompresses, matches its checksum, and when
-/// it holds a tar stream, the stream lists cleanly.
+/// it holds a tar stream, every entry passes the extraction rules ([`EntryRules`]; device
+/// nodes and FIFOs up to `special_files`) and the stream lists cleanly.
 pub fn verify(path: &Path, options: &UnsealOptions) -> Result<Verified, Error> {
     let mut unsealed = unseal(path, options)?;
     let artifact = options.artifact.as_deref();
@@ -98,14 +104,21 @@ pub fn verify(path: &Path, options: &UnsealOptions) -> Result<Verified, Error> {
         .take(512)
         .read_to_end(&mut head)
         .map_err(failed)?;
-    let is_tar = head.len() == 512 && &head[257..262] == b"ustar";
+    let is_tar = looks_like_tar(&head);
     let mut content = Counter {
         inner: io::Cursor::new(head).chain(&mut unsealed),
         bytes: 0,
     };
     let entries = if is_tar {
         let mut count = 0;
-        for_each_entry(&mut content, path, |_| {
+        let special = match options.special_files {
+            0 => SpecialFiles::Refused(
+                " and the set does not record that the original held any".into(),
+            ),
+            n => SpecialFiles::UpTo(n),
+        };
+        let mut rules = EntryRules::new(special);
+        check_stream(&mut content, path, &mut rules, None, |_| {
             count += 1;
             Ok(())
         })
@@ -127,6 +140,34 @@ pub fn verify(path: &Path, options: &UnsealOptions) -> Result<Verified, Error> {
         compression,
         encryption,
     })
+}
+
+/// A first block a tar reader takes for a header: the ustar magic, or (an old-style header)
+/// a valid header checksum. Whatever a tar reader would unpack gets the rules.
+fn looks_like_tar(head: &[u8]) -> bool {
+    if head.len() < 512 {
+        return false;
+    }
+    if &head[257..262] == b"ustar" {
+        return true;
+    }
+    let field = String::from_utf8_lossy(&head[148..156]);
+    let Ok(recorded) = u64::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+    else {
+        return false;
+    };
+    let sum: u64 = head[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u64::from(b)
+            }
+        })
+        .sum();
+    sum == recorded
 }
 
 fn open(path: &Path, options: &UnsealOptions) -> Result<Unsealed, Error> {

@@ -14,6 +14,7 @@ mod networks;
 mod spec;
 mod stack;
 mod volume_data;
+mod volume_helpers;
 mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,6 +29,8 @@ pub use images::ImageRow;
 pub use networks::{NetworkOptions, NetworkRow};
 pub use spec::ContainerSpec;
 pub use stack::{batch_order, wave_names, BatchOptions, Member, StackView};
+pub use volume_data::{CheckedExport, VolumeLoad};
+pub use volume_helpers::{leftovers_pending, HelperRow};
 pub use volumes::{VolumeOptions, VolumeRow};
 
 /// Where the engine is when `DOCKER_HOST` is not set.
@@ -49,6 +52,8 @@ const REQUEST_TIMEOUT: u64 = 24 * 3600;
 pub struct Docker {
     api: bollard::Docker,
     host: String,
+    /// The run the connection works for: its helper containers carry the id.
+    run: Option<std::sync::Arc<str>>,
 }
 
 impl Docker {
@@ -90,7 +95,14 @@ impl Docker {
         Ok(Docker {
             api,
             host: host.to_string(),
+            run: None,
         })
+    }
+
+    /// The same connection, working for run `id` (its helper containers say so).
+    pub fn for_run(mut self, id: &str) -> Docker {
+        self.run = Some(id.into());
+        self
     }
 
     /// The address this connection talks to.

@@ -39,6 +39,7 @@ const OPEN_KEYS: &[&str] = &[
     "identity_key",
     "sha256",
     "size",
+    "special_files",
     "name",
     "max_bytes",
     "owners",
@@ -174,12 +175,18 @@ pub(crate) fn unseal_options(run: &Run, options: &Map, what: &str) -> PrimResult
         }
         None => None,
     };
+    let special_files = match opt_int(options, "special_files")? {
+        Some(n) => u64::try_from(n)
+            .map_err(|_| error(format!("{what}: `special_files` {n} is negative")))?,
+        None => 0,
+    };
     Ok(UnsealOptions {
         key,
         sha256: opt_string(options, "sha256")?,
         size,
         compression: None,
         artifact: opt_string(options, "name")?,
+        special_files,
     })
 }
 
@@ -623,7 +630,10 @@ pub mod api {
     }
 
     /// Reads a sealed file to its end without writing anything: it must decrypt,
-    /// decompress, match `sha256`/`size` when given, and list cleanly when it holds a tar.
+    /// decompress, match `sha256`/`size` when given, and when it holds a tar, every entry
+    /// must pass the extraction rules (no absolute path, `..`, write through a symlink, hard
+    /// link out of the tree; device nodes and FIFOs only up to `special_files`, what the set
+    /// records the original held; the error names the entry).
     /// Returns `#{path, size, sha256, content_bytes, entries, compression, encryption}`.
     #[rhai_fn(return_raw)]
     pub fn verify(

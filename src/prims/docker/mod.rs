@@ -42,9 +42,36 @@ fn connection(run: &Run) -> PrimResult<Docker> {
     }
     let docker = run
         .block_on("connecting to the Docker engine", Docker::connect())?
-        .map_err(|e| error(e.to_string()))?;
+        .map_err(|e| error(e.to_string()))?
+        .for_run(&run.id);
     connections.insert(run.id.clone(), docker.clone());
+    remove_helpers_at_end(run, docker.clone());
     Ok(docker)
+}
+
+/// How long the end of a run waits for an engine that went away, to remove its helpers.
+const HELPER_PATIENCE: Duration = Duration::from_secs(60);
+
+/// At the end of the run (also a failed or interrupted one), the helper containers whose
+/// removal failed are removed, once the engine answers again.
+fn remove_helpers_at_end(run: &Run, docker: Docker) {
+    let runtime = run.runtime().clone();
+    run.on_finish("remove leftover volume helper containers", move || {
+        if !docker::leftovers_pending() {
+            return;
+        }
+        let left = runtime.block_on(docker.remove_own_helpers(HELPER_PATIENCE));
+        if !left.is_empty() {
+            crate::prims::log::emit(
+                crate::prims::log::Level::Warn,
+                &format!(
+                    "helper containers {} are left (the engine did not answer within {}s); the next run that touches their volumes removes them, or `runbook run doctor` shows them",
+                    left.join(", "),
+                    HELPER_PATIENCE.as_secs()
+                ),
+            );
+        }
+    });
 }
 
 /// Runs an engine call for the script, turning its error into one sentence.

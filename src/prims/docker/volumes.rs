@@ -61,6 +61,79 @@ fn volume_export(
     Ok(INT::try_from(bytes).unwrap_or(INT::MAX))
 }
 
+fn clean_helpers(ctx: &NativeCallContext, volumes: &Array) -> PrimResult<Map> {
+    let names: Vec<String> = volumes.iter().map(ToString::to_string).collect();
+    let rows = call(ctx, "listing helper containers", |d| async move {
+        d.helpers(None).await
+    })?;
+    let run = Run::of(ctx);
+    let mut removed = Array::new();
+    let mut held = Vec::new();
+    for row in rows {
+        if !names.is_empty() && !names.contains(&row.volume) {
+            continue;
+        }
+        if row.state != "stale" {
+            held.push(row);
+            continue;
+        }
+        let detail = format!(
+            "remove helper container `{}` of volume `{}` left by {}, whose process is gone",
+            row.name,
+            row.volume,
+            row.holder()
+        );
+        if run.mutate("docker::remove", detail) {
+            let id = row.id.as_str();
+            call(
+                ctx,
+                &format!("removing container `{}`", row.name),
+                |d| async move {
+                    match d.remove(id, true, true).await {
+                        Err(docker::DockerError::NotFound { .. }) => Ok(()),
+                        other => other,
+                    }
+                },
+            )?;
+        }
+        removed.push(row.name.into());
+    }
+    let mut result = Map::new();
+    result.insert("removed".into(), removed.into());
+    result.insert("held".into(), to_list(&held)?.into());
+    Ok(result)
+}
+
+/// The rules for device nodes and FIFOs going into a volume: `recorded` is how many the set
+/// says the original held (None: no set, a plain tar), `allow` the operator's parameter.
+fn special_files_rule(recorded: Option<u64>, allow: bool) -> crate::archive::SpecialFiles {
+    use crate::archive::SpecialFiles;
+    match (recorded, allow) {
+        (None, true) => SpecialFiles::Any,
+        (None, false) => SpecialFiles::Refused(
+            ": load it with `allow_special_files: true` to create device nodes and FIFOs".into(),
+        ),
+        (Some(0), _) => SpecialFiles::Refused(
+            " and the set does not record that the original volume held any".into(),
+        ),
+        (Some(n), false) => SpecialFiles::Refused(format!(
+            ": the set records {n} device nodes or FIFOs in this volume; they are loaded only with allow_special_files=true"
+        )),
+        (Some(n), true) => SpecialFiles::UpTo(n),
+    }
+}
+
+/// A volume backup's result: the sealed file's, plus `special_files`, the device nodes and
+/// FIFOs the volume holds (record it in the set: a restore loads them only when allowed).
+fn backup_map(sealed: &crate::archive::Sealed, volume: &str, tar: &docker::CheckedExport) -> Map {
+    let mut map = crate::prims::archive::sealed_map(sealed, Some(volume));
+    map.insert(
+        "special_files".into(),
+        Dynamic::from(INT::try_from(tar.special_files()).unwrap_or(INT::MAX)),
+    );
+    map
+}
+
 fn volume_import(
     ctx: &NativeCallContext,
     volume: &str,
@@ -70,6 +143,7 @@ fn volume_import(
     let run = Run::of(ctx);
     let source = checked_path(&run, file)?;
     let image = opt_string(options, "image")?;
+    let allow = opt_bool(options, "allow_special_files")?.unwrap_or(false);
     let tar =
         std::fs::File::open(&source).map_err(|e| error(format!("cannot read {file}: {e}")))?;
     must_exist(ctx, Kind::Volume, volume)?;
@@ -79,10 +153,14 @@ fn volume_import(
     ) {
         return Ok(0);
     }
+    let load = docker::VolumeLoad {
+        rules: crate::archive::EntryRules::new(special_files_rule(None, allow)),
+        source: source.clone(),
+    };
     let bytes = call(
         ctx,
         &format!("importing into volume `{volume}`"),
-        |d| async move { d.volume_import(volume, tar, image.as_deref()).await },
+        |d| async move { d.volume_import(volume, tar, image.as_deref(), load).await },
     )?;
     Ok(INT::try_from(bytes).unwrap_or(INT::MAX))
 }
@@ -116,9 +194,10 @@ fn volume_backup(
     let tar = call(ctx, &format!("exporting {what}"), |d| async move {
         d.volume_export(volume, image.as_deref()).await
     })?;
-    let sealed =
-        crate::archive::seal(tar, &target, &seal).map_err(|e| error(format!("{what}: {e}")))?;
-    Ok(crate::prims::archive::sealed_map(&sealed, Some(volume)))
+    let mut tar = docker::CheckedExport::new(tar, volume);
+    let sealed = crate::archive::seal(&mut tar, &target, &seal)
+        .map_err(|e| error(format!("{what}: {e}")))?;
+    Ok(backup_map(&sealed, volume, &tar))
 }
 
 /// Several volumes through `volume_backup`'s pipeline at once, at most `parallel` at a time,
@@ -193,12 +272,10 @@ fn volumes_backup(ctx: &NativeCallContext, jobs: &Array, options: &Map) -> PrimR
                     let tar = runtime
                         .block_on(docker.volume_export(&job.volume, job.image.as_deref()))
                         .map_err(|e| error(e.to_string()))?;
-                    let sealed = crate::archive::seal(tar, &job.target, &options)
+                    let mut tar = docker::CheckedExport::new(tar, &job.volume);
+                    let sealed = crate::archive::seal(&mut tar, &job.target, &options)
                         .map_err(|e| error(format!("{what}: {e}")))?;
-                    Ok(crate::prims::archive::sealed_map(
-                        &sealed,
-                        Some(&job.volume),
-                    ))
+                    Ok(backup_map(&sealed, &job.volume, &tar))
                 });
                 *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
             });
@@ -224,8 +301,9 @@ fn volume_restore(
 ) -> PrimResult<INT> {
     let run = Run::of(ctx);
     let source = checked_path(&run, file)?;
-    let (own, archive) = split_options(options, "unseal", &["image"])?;
+    let (own, archive) = split_options(options, "unseal", &["image", "allow_special_files"])?;
     let image = opt_string(&own, "image")?;
+    let allow = opt_bool(&own, "allow_special_files")?.unwrap_or(false);
     let what = format!("volume `{volume}`");
     let unseal = crate::prims::archive::unseal_options(&run, &archive, &what)?;
     must_exist(ctx, Kind::Volume, volume)?;
@@ -235,10 +313,17 @@ fn volume_restore(
     ) {
         return Ok(0);
     }
+    let load = docker::VolumeLoad {
+        rules: crate::archive::EntryRules::new(special_files_rule(
+            Some(unseal.special_files),
+            allow,
+        )),
+        source: source.clone(),
+    };
     let tar =
         crate::archive::unseal(&source, &unseal).map_err(|e| error(format!("{what}: {e}")))?;
     let bytes = call(ctx, &format!("restoring {what}"), |d| async move {
-        d.volume_import(volume, tar, image.as_deref()).await
+        d.volume_import(volume, tar, image.as_deref(), load).await
     })?;
     Ok(INT::try_from(bytes).unwrap_or(INT::MAX))
 }
@@ -443,6 +528,29 @@ pub mod api {
         to_map(&volume)
     }
 
+    /// The never-started helper containers that reach volumes' data (label `runbook.helper`)
+    /// as `#{name, id, volume, run, pid, host, state}`; `state` is `in use` (this run),
+    /// `live` (its run's process still runs), `stale` (its process is gone: safe to remove)
+    /// or `unknown` (made on another host).
+    #[rhai_fn(return_raw)]
+    pub fn helpers(ctx: NativeCallContext) -> Result<Array, Box<EvalAltResult>> {
+        let rows = call(&ctx, "listing helper containers", |d| async move {
+            d.helpers(None).await
+        })?;
+        to_list(&rows)
+    }
+
+    /// Removes the stale helper containers of `volumes` (every volume when empty): those of
+    /// runs whose process is gone. Returns `#{removed: [names], held: [helpers]}`, `held`
+    /// being those of live runs (or of another host), which are left alone.
+    #[rhai_fn(return_raw)]
+    pub fn clean_helpers(
+        ctx: NativeCallContext,
+        volumes: Array,
+    ) -> Result<Map, Box<EvalAltResult>> {
+        super::clean_helpers(&ctx, &volumes)
+    }
+
     /// True when the volume exists.
     #[rhai_fn(return_raw)]
     pub fn volume_exists(ctx: NativeCallContext, name: &str) -> Result<bool, Box<EvalAltResult>> {
@@ -529,7 +637,10 @@ pub mod api {
     }
 
     /// Loads a tar file into an existing volume (owners, modes, mtimes and the root's own kept;
-    /// files already there are overwritten, others stay). Returns the bytes read.
+    /// files already there are overwritten, others stay). Every entry passes the extraction
+    /// rules first (no absolute path, `..`, write through a symlink, hard link out of the tree,
+    /// device node or FIFO); a refused entry fails the load naming it, and a volume that was
+    /// empty is left empty. Returns the bytes loaded.
     #[rhai_fn(name = "volume_import", return_raw)]
     pub fn volume_import(
         ctx: NativeCallContext,
@@ -539,7 +650,8 @@ pub mod api {
         super::volume_import(&ctx, volume, file, &Map::new())
     }
 
-    /// Loads a tar file into a volume with `#{image: ".."}` (see `volume_export`).
+    /// Loads a tar file into a volume with `#{image: "..", allow_special_files: true}`
+    /// (see `volume_export`; device nodes and FIFOs are created only when allowed).
     #[rhai_fn(name = "volume_import", return_raw)]
     pub fn volume_import_with(
         ctx: NativeCallContext,
@@ -554,7 +666,9 @@ pub mod api {
     /// no temporary copy), its SHA-256 computed on the way; the file appears only when whole.
     /// Options: the key and compression of `archive::pack` (`passphrase`, `recipients`,
     /// `recipients_file`, `encrypt`, `compression`, `level`, `workers`), `image` for the helper
-    /// container. Returns what `archive::pack` returns, ready for `manifest::write`.
+    /// container. Returns what `archive::pack` returns, ready for `manifest::write`, plus
+    /// `special_files`: the device nodes and FIFOs the volume holds (record it in the
+    /// artifact's metadata: `volume_restore` loads them only when the set records them).
     #[rhai_fn(return_raw)]
     pub fn volume_backup(
         ctx: NativeCallContext,
@@ -579,10 +693,13 @@ pub mod api {
     }
 
     /// Loads a file `volume_backup` wrote into an existing volume: decrypt, decompress and
-    /// stream the tar in, owners, modes and mtimes kept. Options: `passphrase` or `identity`,
-    /// `sha256` and `size` to check (from the manifest), `image`. Returns the tar's bytes.
-    /// Verify the file first (`archive::verify`): a corruption found mid-stream stops the load
-    /// but what came before it is already in the volume.
+    /// stream the tar in, owners, modes and mtimes kept, every entry through the extraction
+    /// rules (see `volume_import`). Options: `passphrase` or `identity`, `sha256` and `size` to
+    /// check (from the manifest), `image`, `special_files` (the device nodes and FIFOs the set
+    /// records for the volume) and `allow_special_files` (the operator's yes to create them;
+    /// both are needed). Returns the tar's bytes. A refused entry or a corruption found
+    /// mid-stream fails the load naming it; a volume that was empty is emptied again. Verify
+    /// the file first (`archive::verify`) to fail before anything changes.
     #[rhai_fn(return_raw)]
     pub fn volume_restore(
         ctx: NativeCallContext,
