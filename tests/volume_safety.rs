@@ -211,6 +211,7 @@ fn volume_tar(hostile: &[Raw]) -> Vec<u8> {
 
 #[test]
 fn a_hostile_volume_tar_fails_verify_and_restore_naming_the_entry_and_the_stack_stays() {
+    let _engine = engine_lock(false);
     if !available() {
         return;
     }
@@ -293,6 +294,7 @@ fn a_hostile_volume_tar_fails_verify_and_restore_naming_the_entry_and_the_stack_
 
 #[test]
 fn a_load_refused_part_way_leaves_the_volume_empty() {
+    let _engine = engine_lock(false);
     if !available() {
         return;
     }
@@ -346,6 +348,7 @@ fn a_load_refused_part_way_leaves_the_volume_empty() {
 
 #[test]
 fn a_fifo_the_set_records_is_refused_by_default_and_restored_when_allowed() {
+    let _engine = engine_lock(false);
     if !available() {
         return;
     }
@@ -545,6 +548,7 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn no_helper_outlives_a_killed_backup_and_restore_goes_right_after() {
+    let _engine = engine_lock(false);
     if !available() {
         return;
     }
@@ -601,6 +605,7 @@ fn no_helper_outlives_a_killed_backup_and_restore_goes_right_after() {
 
 #[test]
 fn no_helper_outlives_a_run_whose_engine_went_away_mid_copy() {
+    let _engine = engine_lock(false);
     if !available() {
         return;
     }
@@ -676,6 +681,7 @@ fn plant_helper(objects: &Objects, volume: &str, labels: &[String]) -> String {
 
 #[test]
 fn restore_refuses_while_a_live_run_holds_a_volume_and_doctor_clears_a_dead_ones() {
+    let _engine = engine_lock(false);
     if !available() {
         return;
     }
@@ -734,11 +740,22 @@ fn restore_refuses_while_a_live_run_holds_a_volume_and_doctor_clears_a_dead_ones
 
 /// Serialises the tests that restart the engine itself (every test of every process on the
 /// machine sees it go).
-fn engine_restart_lock() -> std::fs::File {
+/// The engine restart test takes this exclusively and every other test of this file shared,
+/// so the restart never hits another test's run (cargo runs test files one after another).
+fn engine_lock(exclusive: bool) -> std::fs::File {
     use std::os::fd::AsRawFd;
-    let file = std::fs::File::create("/tmp/runbook-test-dockerd-restart.lock").unwrap();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open("/tmp/runbook-test-dockerd-restart.lock")
+        .unwrap();
+    let mode = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
     // SAFETY: flock on a descriptor we own; released when the file is closed.
-    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), mode) }, 0);
     file
 }
 
@@ -768,13 +785,15 @@ fn restart_dockerd() {
 }
 
 /// The real engine restarted mid-backup. It stops every container on the machine, so it runs
-/// only when asked: RUNBOOK_TEST_RESTART_DOCKERD=1 (the other tests use a stand-in socket).
+/// in CI (where nothing else runs beside this file's tests, which wait for it) or when asked
+/// with RUNBOOK_TEST_RESTART_DOCKERD=1, never by surprise on a developer's machine.
 #[test]
 fn no_helper_outlives_a_run_whose_engine_restarted_mid_backup() {
-    if !available() || std::env::var("RUNBOOK_TEST_RESTART_DOCKERD").as_deref() != Ok("1") {
+    let asked = std::env::var("RUNBOOK_TEST_RESTART_DOCKERD").as_deref() == Ok("1");
+    if !available() || !(asked || common::in_ci()) {
         return;
     }
-    let _lock = engine_restart_lock();
+    let _engine = engine_lock(true);
     let ws = Workspace::new();
     let stack = Small::new(&ws);
     stack.run(&ws, "backup", &[]).expect_code(0);
