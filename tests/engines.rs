@@ -294,9 +294,9 @@ fn backup_damage_restore_brings_every_engine_back() {
     let mysql = stack.container("mysql", "/var/lib/mysql", &["-e", &mysql_env], MYSQL, &[]);
     // Redis's password only in the config file it was started with.
     let conf = stack.ws.write("redis.conf", &format!("requirepass \"{redis_password}\"\n"));
-    let conf_mount = format!("{}:/etc/redis/redis.conf:ro", conf.display());
-    let redis = stack.container("redis", "/data", &["-v", &conf_mount], REDIS,
-        &["redis-server", "/etc/redis/redis.conf", "--dir", "/data"]);
+    let conf_mount = format!("{}:/usr/local/etc/redis/redis.conf:ro", conf.display());
+    let redis = stack.container("redis", "/data", &["-v", &conf_mount, "--no-healthcheck"], REDIS,
+        &["redis-server", "/usr/local/etc/redis/redis.conf", "--dir", "/data"]);
     // No sqlite3 in a busybox image: the container is stopped for the copy.
     let db = stack.ws.join("app.db");
     let sqlite = std::process::Command::new("sqlite3")
@@ -373,7 +373,7 @@ for record in manifest.metadata.databases {{
     databases.push(record);
 }}
 manifest.metadata.databases = databases;
-manifest::write(fs::join(dir, "manifest.json"), manifest, key);
+manifest::write(fs::join(dir, "manifest.json"), #{{ artifacts: manifest.artifacts, metadata: manifest.metadata }}, key);
 "#, dir = stack.backup_dir(), stack = stack.name);
     playbook_with(&stack.ws, &body, &[], &[("RUNBOOK_BACKUP_PASSPHRASE", PASSPHRASE)]).expect_code(0);
 }
