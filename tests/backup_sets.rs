@@ -13,6 +13,9 @@ use common::{Outcome, Workspace};
 
 const PASSPHRASE: &str = "set-format-v2 canary passphrase";
 
+/// A change made to a manifest's JSON.
+type ManifestEdit<'a> = Box<dyn Fn(&mut serde_json::Value) + 'a>;
+
 fn run(ws: &Workspace, playbook: &str, stack: &Stack, extra: &[&str]) -> Outcome {
     let stack_param = format!("stack={}", stack.name);
     let mut args = vec!["run", playbook, "-p", &stack_param];
@@ -74,7 +77,7 @@ fn a_manifest_changed_in_any_way_is_refused_before_anything_changes() {
     // A volume that belongs to no stack, which an altered manifest would have restore delete.
     let bystander = stack.objects.volume("bystander", &[]);
     let before = fingerprint(&stack);
-    let edits: [(&str, Box<dyn Fn(&mut serde_json::Value)>); 3] = [
+    let edits: [(&str, ManifestEdit); 3] = [
         (
             "a row count",
             Box::new(|m| {

@@ -1813,7 +1813,12 @@ fn file_owner(options: &Map) -> PrimResult<(u32, (u64, u64))> {
 }
 
 /// An empty file at `path` in a container, replacing what is there.
-fn file_truncate(ctx: &NativeCallContext, container: &str, path: &str, options: &Map) -> PrimResult<()> {
+fn file_truncate(
+    ctx: &NativeCallContext,
+    container: &str,
+    path: &str,
+    options: &Map,
+) -> PrimResult<()> {
     let (mode, owner) = file_owner(options)?;
     change(
         ctx,
@@ -1887,7 +1892,10 @@ fn file_restore(
         .read_to_end(&mut content)
         .map_err(|e| error(format!("{what}: {e}")))?;
     if content.len() > limit {
-        return Err(error(format!("{what}: {} holds more than {limit} bytes (`max_bytes`)", source.display())));
+        return Err(error(format!(
+            "{what}: {} holds more than {limit} bytes (`max_bytes`)",
+            source.display()
+        )));
     }
     let bytes = INT::try_from(content.len()).unwrap_or(INT::MAX);
     call(ctx, &format!("placing {what}"), |d| async move {
