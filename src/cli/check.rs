@@ -105,6 +105,10 @@ impl Callable {
                     format!("`{path}` is not a function{hint}; see `runbook doc`")
                 })
             } else if let Some(module) = aliases.get(&call.module) {
+                if module.is_empty() {
+                    // Imported by a name chosen at run time: known only then.
+                    continue;
+                }
                 match self.stdlib(engine, module) {
                     Err(e) => Some(e.clone()),
                     Ok(names) if names.contains(&call.function) => None,

@@ -75,6 +75,30 @@ impl Docker {
             .map_err(|e| self.error(target, e))
     }
 
+    /// Places a regular file in the container (running or not, replacing one already there),
+    /// with its owner and mode: a restored database file before its server starts.
+    pub async fn place_file(
+        &self,
+        container: &str,
+        path: &str,
+        content: Vec<u8>,
+        mode: u32,
+        owner: (u64, u64),
+    ) -> Result<()> {
+        let mtime = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let entry = Entry {
+            path: path.into(),
+            content: Some(content),
+            mode,
+            uid: owner.0,
+            gid: owner.1,
+            mtime,
+        };
+        self.put_entry(container, &entry).await
+    }
+
     /// Reads a small file from the container (at most `limit` bytes are kept in memory).
     pub(crate) async fn read_file(
         &self,

@@ -225,23 +225,41 @@ pub fn namespaced_calls(source: &str) -> Vec<Call> {
     calls
 }
 
-/// Every `import "NAME" as ALIAS` in the source.
+/// Every `import NAME as ALIAS` in the source. A name that is not a plain string (a template
+/// such as `` `engine_${name}` ``, chosen at run time) gives an empty `module`: its calls cannot
+/// be checked before the run.
 pub fn imports(source: &str) -> Vec<Import> {
     let tokens = tokens(source);
-    tokens
-        .windows(4)
-        .filter_map(|w| match w {
-            [(Token::Ident(kw), ..), (Token::Str(module), ..), (Token::Ident(as_kw), ..), (Token::Ident(alias), ..)]
-                if kw == "import" && as_kw == "as" =>
-            {
-                Some(Import {
-                    module: module.clone(),
-                    alias: alias.clone(),
-                })
-            }
-            _ => None,
-        })
-        .collect()
+    let mut found = Vec::new();
+    for (i, (token, ..)) in tokens.iter().enumerate() {
+        if *token != Token::Ident("import".into()) {
+            continue;
+        }
+        let rest = &tokens[i + 1..];
+        let end = rest
+            .iter()
+            .position(|(t, ..)| *t == Token::Punct(';'))
+            .unwrap_or(rest.len());
+        let statement = &rest[..end];
+        let Some(at) = statement
+            .iter()
+            .rposition(|(t, ..)| *t == Token::Ident("as".into()))
+        else {
+            continue;
+        };
+        let Some((Token::Ident(alias), ..)) = statement.get(at + 1) else {
+            continue;
+        };
+        let module = match &statement[..at] {
+            [(Token::Str(module), ..)] => module.clone(),
+            _ => String::new(),
+        };
+        found.push(Import {
+            module,
+            alias: alias.clone(),
+        });
+    }
+    found
 }
 
 /// The closest of `candidates` to `word`, if it is close enough to be a typo.
@@ -311,5 +329,23 @@ mod tests {
         let names = ["containers", "inspect", "stop"];
         assert_eq!(closest("contaners", names), Some("containers"));
         assert_eq!(closest("frobnicate", names), None);
+    }
+
+    #[test]
+    fn an_import_by_a_name_chosen_at_run_time_has_no_module() {
+        let src = "for n in names() {\n    import `engine_${n}` as engine;\n    engine::kinds();\n}\nimport \"audit\" as audit;\n";
+        assert_eq!(
+            imports(src),
+            [
+                Import {
+                    module: String::new(),
+                    alias: "engine".into()
+                },
+                Import {
+                    module: "audit".into(),
+                    alias: "audit".into()
+                }
+            ]
+        );
     }
 }

@@ -186,4 +186,16 @@ pub mod api {
     pub fn is_dry_run(ctx: NativeCallContext) -> bool {
         Run::of(&ctx).options.dry_run
     }
+
+    /// The stdlib modules a playbook can import (`./stdlib/`, the config dir, built in) whose
+    /// name starts with `prefix`, sorted: `modules("engine_")` lists the database engines, so
+    /// a new engine is one new file.
+    pub fn modules(prefix: &str) -> rhai::Array {
+        crate::playbook::catalog::all_modules()
+            .into_iter()
+            .filter_map(std::result::Result::ok)
+            .filter(|m| m.name.starts_with(prefix))
+            .map(|m| m.name.into())
+            .collect()
+    }
 }

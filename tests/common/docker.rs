@@ -10,7 +10,7 @@ use super::{header, run_id, Outcome, Workspace};
 
 pub const BUSYBOX: &str = "runbook-test/busybox:latest";
 pub const POSTGRES: &str = "runbook-test/postgres:15";
-pub const MARIADB: &str = "runbook-test/mariadb:10.11";
+pub const MARIADB: &str = "runbook-test/mariadb:10.11-r2";
 
 /// A workspace and the guard of a test's Docker objects, or `None` (skip the test; in CI, fail)
 /// when there is no engine or the test images are not built.

@@ -23,6 +23,7 @@ use crate::secrets::Secret;
 
 mod containers;
 mod exec;
+mod files;
 mod images;
 mod networks;
 mod plan;
@@ -249,6 +250,7 @@ pub fn module() -> rhai::Module {
     for family in [
         rhai::exported_module!(containers::api),
         rhai::exported_module!(exec::api),
+        rhai::exported_module!(files::api),
         rhai::exported_module!(specs::api),
         rhai::exported_module!(images::api),
         rhai::exported_module!(volumes::api),

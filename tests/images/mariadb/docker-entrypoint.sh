@@ -5,6 +5,9 @@
 # No password ever goes on a command line: SQL reaches the server on stdin.
 set -eu
 
+# The client this image ships: `mariadb`, or `mysql` on MySQL-like images.
+client=$(command -v mariadb || command -v mysql)
+
 # file_env VAR [DEFAULT]: VAR from VAR or from the file named by VAR_FILE, never both.
 file_env() {
     var=$1
@@ -41,11 +44,16 @@ if [ "$1" = mariadbd ] && [ "$(id -u)" = 0 ]; then
 fi
 
 if [ "$1" = mariadbd ] && [ ! -d /var/lib/mysql/mysql ]; then
+    # MySQL's own names, as the official image reads them too.
+    if [ -z "${MARIADB_ROOT_PASSWORD:-}${MARIADB_ROOT_PASSWORD_FILE:-}" ]; then
+        MARIADB_ROOT_PASSWORD=${MYSQL_ROOT_PASSWORD:-}
+        MARIADB_ROOT_PASSWORD_FILE=${MYSQL_ROOT_PASSWORD_FILE:-}
+    fi
     file_env MARIADB_ROOT_PASSWORD
     file_env MARIADB_DATABASE
     file_env MARIADB_USER
     file_env MARIADB_PASSWORD
-    if [ -z "$MARIADB_ROOT_PASSWORD" ]; then
+    if [ -z "$MARIADB_ROOT_PASSWORD" ] && [ -z "${MARIADB_ALLOW_EMPTY_ROOT_PASSWORD:-}${MYSQL_ALLOW_EMPTY_PASSWORD:-}" ]; then
         echo "error: database is uninitialized and MARIADB_ROOT_PASSWORD (or _FILE) is not set" >&2
         exit 1
     fi
@@ -56,7 +64,7 @@ if [ "$1" = mariadbd ] && [ ! -d /var/lib/mysql/mysql ]; then
     mariadbd --skip-networking --skip-log-bin &
     pid=$!
     for _ in $(seq 1 300); do
-        if echo 'SELECT 1' | mariadb -uroot >/dev/null 2>&1; then
+        if echo 'SELECT 1' | "$client" -uroot >/dev/null 2>&1; then
             break
         fi
         sleep 0.1
@@ -91,7 +99,7 @@ SQL
         done
         echo "SET PASSWORD FOR 'root'@'localhost' = PASSWORD('$root');"
         echo "SHUTDOWN;"
-    } | mariadb -uroot
+    } | "$client" -uroot
     wait "$pid"
     echo "MariaDB init process complete; ready for start up."
 fi
