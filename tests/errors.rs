@@ -91,6 +91,19 @@ fn bad_parameters_are_usage_errors_before_the_first_change() {
             "parameter `level` must be between 1 and 19, got 40",
         ),
         (
+            vec![
+                "-p",
+                "stack=shop",
+                "-p",
+                &good,
+                "-p",
+                "compression=gzip",
+                "-p",
+                "level=15",
+            ],
+            "parameter level must be between 1 and 9 with compression=gzip, got 15",
+        ),
+        (
             vec!["-p", "stack=shop", "-p", &good, "-p", "parallel=0"],
             "parameter `parallel` must be between 1 and 16, got 0",
         ),

@@ -141,6 +141,7 @@ pub fn run(request: RunRequest) -> Result<RunReport> {
         .compile_with_scope(&scope, &playbook.source.text)
         .map_err(|e| Error::Compile(diagnostics::render_parse(&file, &playbook.source.text, &e)))?;
     ast.set_source(file.as_str());
+    check_params(&engine, &mut scope, &ast)?;
 
     let mut journal = Journal::open(&run_id)?;
     journal
@@ -359,6 +360,30 @@ fn stack_lock(
 
 fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
+}
+
+/// A playbook's own check of parameters that hold only together (`fn check_params(params)`),
+/// run before anything is journaled or changed: what it throws is a usage error (exit 2).
+fn check_params(engine: &rhai::Engine, scope: &mut Scope, ast: &rhai::AST) -> Result<()> {
+    if !ast
+        .iter_functions()
+        .any(|f| f.name == "check_params" && f.params.len() == 1)
+    {
+        return Ok(());
+    }
+    let params = scope.get_value::<Map>("params").unwrap_or_default();
+    let options = rhai::CallFnOptions::new()
+        .eval_ast(false)
+        .rewind_scope(true);
+    engine
+        .call_fn_with_options::<Dynamic>(options, scope, ast, "check_params", (params,))
+        .map(|_| ())
+        .map_err(|e| {
+            Error::Usage(match *e {
+                rhai::EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+                other => other.to_string(),
+            })
+        })
 }
 
 /// The `params` map scripts see: secrets resolved to `Secret`, paths allowed in the sandbox.
